@@ -1,0 +1,405 @@
+"""Stage 1: the config. Schema, defaults, validation and `--set` overrides.
+
+The schema below is the one source of truth for every key: its default, what it accepts and
+its one-line meaning. README's key table is checked against it by a test. Nothing here
+imports TensorFlow, so `circlereg validate` and `--help` stay fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TARGETS = ("kernel", "bias", "activity")
+KIND_STRENGTHS = {"l1": ("l1",), "l2": ("l2",), "l1_l2": ("l1", "l2")}  # what each kind uses
+BUILTIN_KINDS = tuple(KIND_STRENGTHS)
+PLACEMENTS = ("pre_activation", "post_activation")
+BATCH_REDUCTIONS = ("sum", "mean")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linear")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam", "adagrad")
+ENGINES = ("compiled", "fit")
+DTYPES = ("float32", "float64")
+CUSTOM_KIND = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class ConfigError(ValueError):
+    """Bad user input: rendered as one line `<file>: <key>: <what is wrong>`, exit code 2."""
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source, self.key, self.message = source, key, message
+        where = f"{source}: {key}: " if key else f"{source}: "
+        super().__init__(where + message)
+
+
+# --- value checks: each returns the cleaned value or raises ValueError("what is allowed") ---
+
+
+def _number(value: Any) -> float:
+    # PyYAML reads `1e-4` (no dot) as a string; accept it as the number the user meant.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def non_negative(value: Any) -> float:
+    value = _number(value)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value:g}")
+    return value
+
+
+def positive(value: Any) -> float:
+    value = _number(value)
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value:g}")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, str):  # `1e3` in YAML, as for numbers
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {value!r}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer, got {value!r}")
+    return value
+
+
+def positive_int(value: Any) -> int:
+    value = _integer(value)
+    if value < 1:
+        raise ValueError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_int(value: Any) -> int:
+    value = _integer(value)
+    if value < 0:
+        raise ValueError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def one_of(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    return check
+
+
+def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def maybe(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return maybe
+
+
+def name_text(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+", value):
+        raise ValueError(f"must be letters, digits, '_', '-' or '.', got {value!r}")
+    return value
+
+
+def widths(value: Any) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of layer widths, e.g. [500]; got {value!r}")
+    return [positive_int(width) for width in value]
+
+
+def regularizer_kind(value: Any) -> str:
+    if value in BUILTIN_KINDS or (isinstance(value, str) and CUSTOM_KIND.match(value)):
+        return value
+    raise ValueError(
+        f"must be one of {', '.join(BUILTIN_KINDS)} or package.module:function; got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: where it lives, its default, what it accepts, what it means."""
+
+    path: str
+    default: Any
+    check: Callable[[Any], Any]
+    help: str
+
+
+# `[]` in a path marks a key of each item of the regularizers list.
+SCHEMA: tuple[Key, ...] = (
+    Key("name", None, optional(name_text),
+        "run name, the folder under runs/; default: the config file's stem"),
+    Key("data.n_samples", 100, positive_int, "points drawn by sklearn make_circles"),
+    Key("data.noise", 0.1, non_negative, "standard deviation of the Gaussian noise"),
+    Key("data.factor", 0.8, non_negative, "inner circle radius relative to the outer (< 1)"),
+    Key("data.seed", 1, non_negative_int, "make_circles random_state: fixes the data set"),
+    Key("data.n_train", 30, positive_int,
+        "the first n_train rows train, the rest test (no shuffling)"),
+    Key("model.hidden", [500], widths, "hidden layer widths, one Dense layer each"),
+    Key("model.activation", "relu", one_of(*ACTIVATIONS), "hidden layer activation"),
+    Key("model.regularizers", [], None, "list of penalties, each with the keys below"),
+    Key("model.regularizers[].target", None, one_of(*TARGETS),
+        "what is penalised: kernel, bias or activity (the layer's output); required"),
+    Key("model.regularizers[].kind", "l1", regularizer_kind,
+        "l1, l2, l1_l2, or package.module:function (a callable: tensor -> scalar)"),
+    Key("model.regularizers[].l1", 0.01, non_negative,
+        "L1 strength: adds l1 * sum(|x|) (kinds l1 and l1_l2; unset and unused: 0)"),
+    Key("model.regularizers[].l2", 0.01, non_negative,
+        "L2 strength: adds l2 * sum(x^2), no factor 1/2 (kinds l2 and l1_l2; unset and "
+        "unused: 0)"),
+    Key("model.regularizers[].layer", 0, non_negative_int,
+        "index of the hidden layer it is on (0 = first)"),
+    Key("model.regularizers[].placement", None, optional(one_of(*PLACEMENTS)),
+        "activity only: pre_activation (linear Dense output, activation as a separate "
+        "layer) or post_activation; default post_activation"),
+    Key("model.regularizers[].batch_reduction", None, optional(one_of(*BATCH_REDUCTIONS)),
+        "activity only: sum (penalty summed over the batch, the study's Keras) or mean "
+        "(divided by the batch size, Keras >= 3.14); default sum"),
+    Key("train.epochs", 4000, positive_int, "training epochs"),
+    Key("train.batch_size", 32, positive_int,
+        "minibatch size; >= n_train means one full batch per epoch, as in the study"),
+    Key("train.optimizer", "adam", one_of(*OPTIMIZERS), "Keras optimizer, default settings"),
+    Key("train.learning_rate", 0.001, positive, "optimizer learning rate"),
+    Key("train.seed", 1, non_negative_int,
+        "keras.utils.set_random_seed: weight initialisation and shuffling"),
+    Key("train.dtype", "float32", one_of(*DTYPES),
+        "float type of weights and arithmetic; float64 makes runs insensitive to rounding"),
+    Key("train.engine", "compiled", one_of(*ENGINES),
+        "compiled: the whole run in one XLA graph; fit: plain model.fit (reference, slow)"),
+)
+
+KEYS = {key.path: key for key in SCHEMA}
+SECTIONS = ("data", "model", "train")
+ACTIVITY_ONLY = ("placement", "batch_reduction")
+ACTIVITY_DEFAULTS = {"placement": "post_activation", "batch_reduction": "sum"}
+
+
+def defaults() -> dict:
+    """The resolved config of an empty YAML file: the study's overfit baseline."""
+    config: dict = {"name": None}
+    for key in SCHEMA:
+        if "[]" in key.path or key.path == "name":
+            continue
+        section, field = key.path.split(".")
+        config.setdefault(section, {})[field] = copy.deepcopy(key.default)
+    return config
+
+
+def _unknown(source: str, where: str, key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    key = key if key.isprintable() else repr(key)  # keep the error on one line
+    return ConfigError(source, f"{where}{key}", f"unknown key; {hint}allowed: {', '.join(known)}")
+
+
+def _check(source: str, path: str, schema_path: str, value: Any) -> Any:
+    try:
+        return KEYS[schema_path].check(value)
+    except ValueError as err:
+        raise ConfigError(source, path, str(err)) from None
+
+
+def _resolve_regularizer(source: str, index: int, item: Any, n_hidden: int) -> dict:
+    where = f"model.regularizers.{index}"
+    if not isinstance(item, dict):
+        raise ConfigError(source, where, f"must be a mapping of keys, got {item!r}")
+    fields = [k.path.rsplit(".", 1)[1] for k in SCHEMA
+              if k.path.startswith("model.regularizers[].")]
+    for key in item:
+        if key not in fields:
+            raise _unknown(source, f"{where}.", str(key), fields)
+    if "target" not in item:
+        raise ConfigError(source, f"{where}.target", f"is required: one of {', '.join(TARGETS)}")
+    resolved = {}
+    for field in fields:
+        value = item.get(field, KEYS[f"model.regularizers[].{field}"].default)
+        resolved[field] = _check(source, f"{where}.{field}", f"model.regularizers[].{field}", value)
+    for strength in ("l1", "l2"):
+        # An unset strength the kind does not use is 0; a set one is kept, so a sweep over
+        # kinds (l1, l2, l1_l2) can carry both strengths.
+        if strength not in item and strength not in KIND_STRENGTHS.get(resolved["kind"], ()):
+            resolved[strength] = 0.0
+    if resolved["target"] == "activity":
+        for field, default in ACTIVITY_DEFAULTS.items():
+            resolved[field] = resolved[field] or default
+    else:
+        for field in ACTIVITY_ONLY:
+            if resolved[field] is not None:
+                raise ConfigError(source, f"{where}.{field}", "applies to activity "
+                                  f"regularizers only, not {resolved['target']}")
+    if resolved["layer"] >= n_hidden:
+        raise ConfigError(source, f"{where}.layer",
+                          f"must be a hidden layer index in [0, {n_hidden - 1}], "
+                          f"got {resolved['layer']}")
+    return resolved
+
+
+def resolve(raw: Any, source: str = "<config>") -> dict:
+    """Fill defaults into a parsed YAML document and validate every key.
+
+    >>> resolve({"train": {"epochs": 10}})["train"]["epochs"], resolve({})["model"]["hidden"]
+    (10, [500])
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "must be a YAML mapping of sections, "
+                                      f"got {type(raw).__name__}")
+    config = defaults()
+    for section, body in raw.items():
+        if section == "name":
+            config["name"] = _check(source, "name", "name", body)
+            continue
+        if section not in SECTIONS:
+            raise _unknown(source, "", str(section), ["name", *SECTIONS])
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise ConfigError(source, section, f"must be a mapping, got {body!r}")
+        known = [k.path.split(".")[1] for k in SCHEMA
+                 if k.path.startswith(section + ".") and "[]" not in k.path]
+        for field, value in body.items():
+            if field not in known:
+                raise _unknown(source, f"{section}.", str(field), known)
+            if f"{section}.{field}" == "model.regularizers":
+                config[section][field] = value
+            else:
+                config[section][field] = _check(source, f"{section}.{field}",
+                                                 f"{section}.{field}", value)
+    regularizers = config["model"]["regularizers"]
+    if regularizers is None:
+        regularizers = []
+    if not isinstance(regularizers, list):
+        raise ConfigError(source, "model.regularizers", f"must be a list, got {regularizers!r}")
+    n_hidden = len(config["model"]["hidden"])
+    config["model"]["regularizers"] = [
+        _resolve_regularizer(source, i, item, n_hidden) for i, item in enumerate(regularizers)
+    ]
+    _check_slots(source, config["model"]["regularizers"])
+    data = config["data"]
+    if data["n_train"] >= data["n_samples"]:
+        raise ConfigError(source, "data.n_train",
+                          f"must be < data.n_samples ({data['n_samples']}) so that a test set "
+                          f"remains, got {data['n_train']}")
+    if data["factor"] >= 1:
+        raise ConfigError(source, "data.factor", f"must be < 1, got {data['factor']:g}")
+    return config
+
+
+def _check_slots(source: str, regularizers: list[dict]) -> None:
+    # A Keras layer has one kernel, one bias and one activity regularizer slot.
+    seen: dict[tuple, int] = {}
+    for index, reg in enumerate(regularizers):
+        slot = (reg["target"], reg["layer"], reg["placement"])
+        if slot in seen:
+            raise ConfigError(source, f"model.regularizers.{index}",
+                              f"same target, layer and placement as model.regularizers."
+                              f"{seen[slot]}; combine them into one (kind l1_l2)")
+        seen[slot] = index
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`model.regularizers.0.l1=1e-3` -> (["model", "regularizers", "0", "l1"], 0.001)."""
+    path, sep, value = text.partition("=")
+    if not sep or not path.strip():
+        raise ConfigError("--set", text, "must look like key.path=value")
+    return path.strip().split("."), _parse_scalar(value)
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value) if re.fullmatch(r"[-+]?[\d.]+[eE][-+]?\d+", value) else value
+        except ValueError:
+            return value
+    return value
+
+
+def apply_override(raw: dict, parts: list[str], value: Any, text: str) -> None:
+    """Set one `--set` value in the raw (unresolved) document; list items by index."""
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) > len(node):
+                raise ConfigError("--set", where,
+                                  f"list index must be in [0, {len(node)}], got {part!r}")
+            if int(part) == len(node):  # one past the end appends, so loops can add items
+                node.append({})
+            if last:
+                node[int(part)] = value
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = [] if part == "regularizers" else {}
+                node = node[part]
+        else:
+            raise ConfigError("--set", where, f"cannot set a key inside {node!r}")
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read, override and validate one YAML config; raise ConfigError naming file and key."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise ConfigError(source, "", "no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, "", f"YAML syntax error at {line}{err.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(source, "", f"not readable YAML: {err}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "must be a YAML mapping of sections, "
+                                      f"got {type(raw).__name__}")
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(raw, parts, value, text)
+    config = resolve(raw, source)
+    # The file stem names the run folder unless `name` is set; keep it a safe folder name.
+    config["name"] = config["name"] or re.sub(r"[^\w.-]", "_", path.stem)
+    return config
+
+
+def with_seed(config: dict, seed: int) -> dict:
+    config = copy.deepcopy(config)
+    config["train"]["seed"] = seed
+    return config
+
+
+def config_hash(config: dict) -> str:
+    """Short, stable hash of a resolved config (the run folder's suffix)."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def dump(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
