@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ import typer
 from circlereg import __version__
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-from circlereg.config import ConfigError, load, with_seed
+from circlereg.config import ConfigError, load
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run, sweep and reproduce regularization experiments on the "
@@ -45,21 +46,41 @@ def main(version: Annotated[bool, typer.Option(
     """Run, sweep and reproduce regularization experiments on make_circles."""
 
 
+SeedOption = Annotated[int | None, typer.Option(
+    help="Training seed (overrides train.seed); with --repeats, the first seed.")]
+RepeatsOption = Annotated[int | None, typer.Option(
+    help="Train N seeds: seed .. seed+N-1, all in one batched graph.")]
+SeedsOption = Annotated[str | None, typer.Option(help="Explicit seeds, e.g. 1,5,9.")]
+RunsDirOption = Annotated[Path, typer.Option(help="Where run directories go.")]
+FiguresOption = Annotated[bool, typer.Option(
+    "--run-figures/--no-run-figures", help="Per-run PNGs in every sub-run (slow for big grids).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _seed_override(seed: int | None) -> list[str]:
+    if seed is not None and seed < 0:
+        raise ConfigError("--seed", "train.seed", f"must be an integer >= 0, got {seed}")
+    return [] if seed is None else [f"train.seed={seed}"]
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/l1_pre_relu.yaml")],
     set_: SetOption = None,
-    seed: Annotated[int | None, typer.Option(help="Training seed (overrides train.seed).")]
-    = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    seed: SeedOption = None,
+    repeats: RepeatsOption = None,
+    seeds: SeedsOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    run_figures: FiguresOption = True,
+    quiet: QuietOption = False,
 ) -> None:
-    """Train one config and write its run directory."""
+    """Train one config and write its run directory (with --repeats/--seeds: one per seed
+    and a summary)."""
+    if repeats is not None or seeds is not None:
+        sweep(config, [], set_, seed, repeats, seeds, runs_dir, None, False, run_figures, quiet)
+        return
     try:
-        resolved = load(config, set_ or [])
-        if seed is not None:
-            if seed < 0:
-                raise ConfigError("--seed", "train.seed", f"must be an integer >= 0, got {seed}")
-            resolved = with_seed(resolved, seed)
+        resolved = load(config, (set_ or []) + _seed_override(seed))
         typer.echo(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
                    f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}",
                    err=True)
@@ -72,6 +93,85 @@ def run(
         fail("interrupted; no run directory was written", code=130)
     typer.echo(f"Train: {metrics['train_accuracy']:.3f}, Test: {metrics['test_accuracy']:.3f}")
     typer.echo(f"run: {path}  ({metrics['wall_seconds']:.1f} s)")
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Base YAML config.")],
+    axes: Annotated[list[str] | None, typer.Argument(
+        help="Swept keys: key=v1,v2 | key=range(a,b[,step]) | key=logspace(a,b,n) | "
+             "key=linspace(a,b,n); several form the Cartesian product.")] = None,
+    set_: SetOption = None,
+    seed: SeedOption = None,
+    repeats: RepeatsOption = None,
+    seeds: SeedsOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    name: Annotated[str | None, typer.Option(
+        help="Sweep folder name under runs/ (default: <config name>-sweep).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the newest folder of this same sweep: train only missing sub-runs.")]
+    = False,
+    run_figures: FiguresOption = True,
+    quiet: QuietOption = False,
+) -> None:
+    """Grid-search keys with repeated seeds; every replica of one model shape trains in one
+    batched graph."""
+    from circlereg.sweep import choose_seeds, run_sweep
+
+    try:
+        overrides = (set_ or []) + _seed_override(seed)
+        base = load(config, overrides)
+        chosen = choose_seeds(base["train"]["seed"], repeats, seeds)
+        with _progress(quiet) as advance:
+            folder, rows = run_sweep(config, axes or [], overrides, chosen, runs_dir,
+                                     name=name, resume=resume, figures=run_figures,
+                                     progress=advance)
+    except ConfigError as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        fail("interrupted; finished sub-runs are kept, rerun with --resume to complete",
+             code=130)
+    for row in rows:
+        typer.echo(format_row(row))
+    typer.echo(f"sweep: {folder}")
+
+
+def format_row(row: dict) -> str:
+    from circlereg.sweep import STATISTICS, SUMMARY_FIXED
+
+    params = " ".join(f"{k}={v}" for k, v in row.items() if k not in SUMMARY_FIXED
+                          and not k.startswith(tuple(f"{s}_" for s in STATISTICS)))
+    diverged = f" diverged={row['n_diverged']}" if row["n_diverged"] else ""
+    return (f"{row['point']} {params} n={row['n']} "
+            f"train {row['train_accuracy_mean']:.3f}±{row['train_accuracy_std']:.3f} "
+            f"test {row['test_accuracy_mean']:.3f}±{row['test_accuracy_std']:.3f}{diverged}")
+
+
+@contextmanager
+def _progress(quiet: bool):
+    """A rich progress bar over replica-epochs (its ETA covers the whole sweep), or nothing."""
+    if quiet:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("train", total=None)
+
+        def advance(replica_epochs: int, total: int | None = None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            else:
+                bar.advance(task, replica_epochs)
+
+        yield advance
 
 
 @app.command()

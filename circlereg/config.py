@@ -320,10 +320,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path, sep, value = text.partition("=")
     if not sep or not path.strip():
         raise ConfigError("--set", text, "must look like key.path=value")
-    return path.strip().split("."), _parse_scalar(value)
+    return path.strip().split("."), parse_scalar(value)
 
 
-def _parse_scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:

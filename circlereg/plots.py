@@ -49,3 +49,58 @@ def decision_boundary(predict, split, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _is_log(values) -> bool:
+    values = [v for v in values if v > 0]
+    return len(values) > 1 and max(values) / min(values) >= 100
+
+
+def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path) -> None:
+    """Final train and test accuracy (mean, 95% CI) against one swept key, a line per
+    combination of the other swept keys."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in others), []).append(row)
+    for group, members in groups.items():
+        members = sorted(members, key=lambda r: r[key])
+        x = np.array([r[key] for r in members], dtype=float)
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(others, group))
+        for split, style in (("train", "--"), ("test", "-")):
+            mean = np.array([r[f"{split}_accuracy_mean"] for r in members])
+            low = mean - np.array([r[f"{split}_accuracy_ci95_low"] for r in members])
+            high = np.array([r[f"{split}_accuracy_ci95_high"] for r in members]) - mean
+            ax.errorbar(x, mean, yerr=[low, high], linestyle=style, marker="o", capsize=3,
+                        markersize=4, label=f"{split} {label}".strip())
+        best = int(np.nanargmax([r["test_accuracy_mean"] for r in members]))
+        ax.annotate(f"peak {members[best]['test_accuracy_mean']:.3f}",
+                    (x[best], members[best]["test_accuracy_mean"]),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+    if _is_log([r[key] for r in rows]):
+        ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel("final accuracy (mean, 95% CI)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def mean_curves(curves: list[tuple[str, list[dict]]], path: Path) -> None:
+    """Mean train (dashed) and test (solid) accuracy per epoch of every grid point."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.cm.viridis(np.linspace(0, 0.95, max(len(curves), 1)))
+    for (label, histories), color in zip(curves, colors):
+        for name, style in (("accuracy", "--"), ("val_accuracy", "-")):
+            mean = np.mean([h[name] for h in histories], axis=0)
+            epochs = np.arange(1, len(mean) + 1)
+            ax.plot(epochs, mean, style, color=color, linewidth=1,
+                    label=label if name == "val_accuracy" else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (mean over seeds; dashed train, solid test)")
+    if len(curves) <= 24:
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -95,13 +95,24 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def train_compiled(configs: list[dict], split: Split) -> list[Result]:
-    """Train replicas that share a structure_key together, in one compiled graph."""
+def train_compiled(configs: list[dict], split: Split, progress=None) -> list[Result]:
+    """Train replicas that share a structure_key together, in one compiled graph.
+
+    `progress(epochs)` is called after each segment of the epoch loop with the number of
+    epochs it ran; the loop then runs in a few compiled calls instead of one.
+    """
     with floatx(configs[0]["train"]["dtype"]):
-        return _train_compiled(configs, split)
+        return _train_compiled(configs, split, progress)
 
 
-def _train_compiled(configs: list[dict], split: Split) -> list[Result]:
+def _segments(epochs: int, progress) -> list[int]:
+    if progress is None or epochs < 400:
+        return [epochs]
+    size = -(-epochs // 8)
+    return [size] * (epochs // size) + ([epochs % size] if epochs % size else [])
+
+
+def _train_compiled(configs: list[dict], split: Split, progress) -> list[Result]:
     first = configs[0]
     assert all(structure_key(c) == structure_key(first) for c in configs), "mixed structures"
     train_cfg = first["train"]
@@ -175,15 +186,16 @@ def _train_compiled(configs: list[dict], split: Split) -> list[Result]:
         return loss_sum, correct
 
     @tf.function(jit_compile=True)
-    def run():
-        def body(epoch, curves):
-            loss, accuracy = train_epoch(epoch)
+    def run(first_epoch, count):
+        """`count` epochs from `first_epoch`; weights and optimizer state live in variables."""
+        def body(i, curves):
+            loss, accuracy = train_epoch(first_epoch + i)
             val_loss, val_accuracy = evaluate([v.value for v in stacked], vx, vy)
-            return epoch + 1, [c.write(epoch, v) for c, v in
-                               zip(curves, (loss, accuracy, val_loss, val_accuracy))]
+            return i + 1, [c.write(i, v) for c, v in
+                           zip(curves, (loss, accuracy, val_loss, val_accuracy))]
 
-        curves = [tf.TensorArray(dtype, size=epochs) for _ in CURVES]
-        _, curves = tf.while_loop(lambda e, _: e < epochs, body, (tf.constant(0), curves))
+        curves = [tf.TensorArray(dtype, size=count) for _ in CURVES]
+        _, curves = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), curves))
         return [c.stack() for c in curves]
 
     # A separate call: reads of the variables after the while_loop are not ordered after it.
@@ -193,7 +205,13 @@ def _train_compiled(configs: list[dict], split: Split) -> list[Result]:
         return evaluate(weights, tx, ty), evaluate(weights, vx, vy)
 
     start = time.perf_counter()
-    curves = run()
+    done, parts = 0, []
+    for count in _segments(epochs, progress):
+        parts.append(run(tf.constant(done), count))
+        done += count
+        if progress is not None:
+            progress(count)
+    curves = [tf.concat(part, axis=0) for part in zip(*parts)]
     (train_loss, train_acc), (test_loss, test_acc) = final()
     seconds = (time.perf_counter() - start) / len(configs)
     # Keras' Mean metrics divide their running totals once; so do we, on the host.
@@ -253,12 +271,18 @@ def train(config: dict, split: Split) -> Result:
     return train_compiled([config], split)[0]
 
 
-def hidden_activations(config: dict, weights: list[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
-    """Each hidden layer's activations (after its activation function) on x."""
-    built = build_model(config)
-    built.model.set_weights(weights)
-    probe = keras.Model(built.model.inputs,
-                        [built.model.get_layer(name).output for name in built.hidden_outputs])
-    outputs = probe([x], training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return [keras.ops.convert_to_numpy(o) for o in outputs]
+class ActivationProbe:
+    """Each hidden layer's activations (after its activation function), for any weights of
+    one config's model shape; built once and reused across replicas."""
+
+    def __init__(self, config: dict):
+        self.built = build_model(config)
+        model = self.built.model
+        self.probe = keras.Model(model.inputs, [model.get_layer(name).output
+                                                for name in self.built.hidden_outputs])
+
+    def __call__(self, weights: list[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+        self.built.model.set_weights(weights)
+        outputs = self.probe([x], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [keras.ops.convert_to_numpy(o) for o in outputs]

@@ -1,0 +1,289 @@
+"""Stage 6: sweeps and repeats. A grid of overrides times a list of seeds, every replica of
+one model shape trained together in one compiled graph, then summaries and plots.
+
+    runs/<sweep name>/<UTC timestamp>-<spec hash>/
+        sweep.yaml  summary.csv  summary.json  accuracy_vs_<key>.png  curves.png
+        p000/seed_1/ ...   (each sub-run holds the files of a run)
+
+Sub-runs are written atomically as their chunk finishes and the summary is rewritten (by
+rename) after each chunk, so an interrupted sweep keeps every finished sub-run and never a
+torn summary; `--resume` trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from circlereg.config import ConfigError, config_hash, load, parse_scalar, with_seed
+
+GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
+STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
+SUMMARY_FIXED = ("point", "n", "n_diverged")  # summary columns besides params and statistics
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    params: dict  # swept key -> value
+    config: dict  # resolved, before the seed is set
+
+    @property
+    def folder(self) -> str:
+        return f"p{self.index:03d}"
+
+
+def parse_axis(text: str) -> tuple[str, list]:
+    """`key=v1,v2`, `key=range(a,b[,step])`, `key=logspace(a,b,n)`, `key=linspace(a,b,n)`.
+
+    >>> parse_axis("model.regularizers.0.l1=logspace(-6,-4,3)")
+    ('model.regularizers.0.l1', [1e-06, 1e-05, 0.0001])
+    >>> parse_axis("train.epochs=range(100,400,100)")
+    ('train.epochs', [100, 200, 300])
+    """
+    key, sep, spec = text.partition("=")
+    key, spec = key.strip(), spec.strip()
+    if not sep or not key:
+        raise ConfigError("sweep", text, "must look like key.path=v1,v2,... or "
+                                         "key.path=range(a,b[,step]) / logspace(a,b,n) / "
+                                         "linspace(a,b,n)")
+    match = GRID_FUNCTION.match(spec)
+    try:
+        if match:
+            function, args = match.group(1), [float(a) for a in match.group(2).split(",")]
+            values = _grid(function, args)
+        else:
+            values = [parse_scalar(v.strip()) for v in spec.split(",")]
+    except ValueError as err:
+        raise ConfigError("sweep", key, f"cannot parse {spec!r}: {err}") from None
+    if not values or any(v is None or v == "" for v in values):
+        raise ConfigError("sweep", key, f"needs a non-empty list of values, got {spec!r}")
+    return key, values
+
+
+def _grid(function: str, args: list[float]) -> list:
+    if function == "range":
+        if len(args) not in (2, 3) or not all(a.is_integer() for a in args):
+            raise ValueError("range takes 2 or 3 integers: range(start, stop[, step])")
+        return list(range(*(int(a) for a in args)))
+    if len(args) != 3 or not args[2].is_integer() or args[2] < 1:
+        raise ValueError(f"{function} takes (start, stop, n) with an integer n >= 1")
+    values = (np.logspace if function == "logspace" else np.linspace)(args[0], args[1],
+                                                                      int(args[2]))
+    return [float(f"{v:.12g}") for v in values]  # 1e-06, not 9.999999999999999e-07
+
+
+def expand(config_path: Path, overrides: list[str], axes: list[tuple[str, list]]) -> list[Point]:
+    """Every grid point, each validated as its own config before anything trains."""
+    points = []
+    for index, combo in enumerate(itertools.product(*(values for _, values in axes))):
+        params = {key: value for (key, _), value in zip(axes, combo)}
+        sets = [*overrides, *(f"{key}={_yaml_scalar(value)}" for key, value in params.items())]
+        points.append(Point(index, params, load(config_path, sets)))
+    return points
+
+
+def _yaml_scalar(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+
+
+def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]:
+    if repeats is not None and seeds is not None:
+        raise ConfigError("--seeds", "", "give either --repeats or --seeds, not both")
+    if seeds is not None:
+        try:
+            chosen = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise ConfigError("--seeds", "", f"must be comma-separated integers, got {seeds!r}")\
+                from None
+        if not chosen or min(chosen) < 0 or len(set(chosen)) != len(chosen):
+            raise ConfigError("--seeds", "", f"must be distinct integers >= 0, got {seeds!r}")
+        return chosen
+    repeats = 1 if repeats is None else repeats
+    if repeats < 1:
+        raise ConfigError("--repeats", "", f"must be an integer >= 1, got {repeats}")
+    return list(range(base, base + repeats))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.write_text(text)
+    os.replace(scratch, path)
+
+
+def sweep_folder(runs_dir: Path, name: str, spec: dict, resume: bool) -> Path:
+    digest = config_hash(spec)
+    parent = Path(runs_dir) / name
+    if resume:
+        earlier = sorted(parent.glob(f"*-{digest}")) if parent.is_dir() else []
+        if earlier:
+            return earlier[-1]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return parent / f"{stamp}-{digest}"
+
+
+@dataclass
+class Replica:
+    point: Point
+    seed: int
+    config: dict
+    folder: Path
+
+
+def run_sweep(config_path: Path, axes: list[str], overrides: list[str], seeds: list[int] | None,
+              runs_dir: Path, *, name: str | None = None, resume: bool = False,
+              figures: bool = True, chunk: int = 256, progress=None) -> tuple[Path, list[dict]]:
+    """Train every grid point and seed; returns (sweep folder, summary rows)."""
+    parsed = [parse_axis(text) for text in axes]
+    keys = [key for key, _ in parsed]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("sweep", keys[0], "each key may be swept once")
+    points = expand(config_path, overrides, parsed)
+    base = points[0].config
+    seeds = seeds or [base["train"]["seed"]]
+    name = name or f"{base['name']}-sweep"
+    spec = {"config": str(config_path), "set": list(overrides), "axes": list(axes),
+            "seeds": seeds, "name": name}
+    folder = sweep_folder(runs_dir, name, spec, resume)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / "sweep.yaml", yaml.safe_dump(
+        {**spec, "points": [{"point": p.folder, **p.params} for p in points]}, sort_keys=False))
+
+    replicas = [Replica(p, s, with_seed(p.config, s), folder / p.folder / f"seed_{s}")
+                for p in points for s in seeds]
+    todo = [r for r in replicas if not r.folder.is_dir()]
+    if todo:
+        _check_custom(points, config_path)
+        _train(todo, folder, points, keys, seeds, figures, chunk, progress)
+    rows = write_summary(folder, points, keys, seeds)
+    plot_sweep(folder, points, keys, seeds, rows)
+    return folder, rows
+
+
+def _check_custom(points: list[Point], source: Path) -> None:
+    from circlereg.regularizers import check_custom_regularizers
+
+    for point in points:
+        check_custom_regularizers(point.config, str(source))
+
+
+def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
+    from circlereg.data import load_split
+    from circlereg.run import write_run
+    from circlereg.train import ActivationProbe, floatx, structure_key, train_compiled
+
+    groups: dict[str, list[Replica]] = {}
+    for replica in todo:
+        groups.setdefault(structure_key(replica.config), []).append(replica)
+    batches = [group[i:i + chunk] for group in groups.values()
+               for i in range(0, len(group), chunk)]
+    for batch in batches:
+        start = time.perf_counter()
+        configs = [r.config for r in batch]
+        split = load_split(configs[0]["data"])
+        advance = None if progress is None else _scaled(progress, len(batch))
+        results = train_compiled(configs, split, progress=advance)
+        with floatx(configs[0]["train"]["dtype"]):
+            probe = ActivationProbe(configs[0])
+        for replica, result in zip(batch, results):
+            replica.folder.parent.mkdir(parents=True, exist_ok=True)
+            write_run(replica.config, split, result, replica.folder, start, probe=probe,
+                      figures=figures)
+        write_summary(folder, points, keys, seeds)
+
+
+def _scaled(progress, replicas: int):
+    """Epochs of one batch -> replica-epochs for the sweep's progress bar."""
+    return lambda epochs: progress(replicas * epochs)
+
+
+def _statistics(values: list[float]) -> dict:
+    from scipy import stats
+
+    data = np.asarray(values, dtype=float)
+    n = len(data)
+    if n == 0:
+        return {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan,
+                "ci95_low": math.nan, "ci95_high": math.nan}
+    mean = float(data.mean())
+    std = float(data.std(ddof=1)) if n > 1 else 0.0
+    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "min": float(data.min()), "max": float(data.max()),
+            "ci95_low": mean - half, "ci95_high": mean + half}
+
+
+def summarize_point(point: Point, metrics: list[dict]) -> dict:
+    finite = [m for m in metrics if not m["diverged"]]
+    row = {"point": point.folder, **point.params, "n": len(finite),
+           "n_diverged": len(metrics) - len(finite)}
+    for statistic in STATISTICS:
+        values = [_metric(m, statistic) for m in finite]
+        row.update({f"{statistic}_{k}": v for k, v in _statistics(values).items()})
+    return row
+
+
+def _metric(metrics: dict, statistic: str) -> float:
+    if statistic in ("zero_fraction", "mean_activation"):  # averaged over hidden layers
+        return float(np.mean([layer[statistic] for layer in metrics["hidden_layers"]]))
+    return metrics[statistic]
+
+
+def write_summary(folder: Path, points: list[Point], keys: list[str],
+                  seeds: list[int]) -> list[dict]:
+    """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through)."""
+    rows = []
+    for point in points:
+        metrics = [json.loads((folder / point.folder / f"seed_{s}" / "metrics.json").read_text())
+                   for s in seeds if (folder / point.folder / f"seed_{s}").is_dir()]
+        rows.append(summarize_point(point, metrics))
+    columns = list(rows[0])
+    buffer = [",".join(columns)]
+    for row in rows:
+        buffer.append(",".join(_cell(row[c]) for c in columns))
+    _atomic_write(folder / "summary.csv", "\n".join(buffer) + "\n")
+    _atomic_write(folder / "summary.json", json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    return f'"{text}"' if "," in text else text
+
+
+def read_summary(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_sweep(folder: Path, points: list[Point], keys: list[str], seeds: list[int],
+               rows: list[dict]) -> None:
+    from circlereg import plots
+    from circlereg.rundir import read_history
+
+    for key in keys:
+        values = [p.params[key] for p in points]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+                and len(set(values)) > 1:
+            plots.accuracy_against(rows, key, [k for k in keys if k != key],
+                                   folder / f"accuracy_vs_{key}.png")
+    curves = []
+    for point in points:
+        histories = [read_history(folder / point.folder / f"seed_{s}" / "history.csv")
+                     for s in seeds if (folder / point.folder / f"seed_{s}").is_dir()]
+        if histories:
+            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={point.params[k]}" for k in keys)
+            curves.append((label or point.folder, histories))
+    plots.mean_curves(curves, folder / "curves.png")
