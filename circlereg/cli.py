@@ -77,7 +77,8 @@ def run(
     """Train one config and write its run directory (with --repeats/--seeds: one per seed
     and a summary)."""
     if repeats is not None or seeds is not None:
-        sweep(config, [], set_, seed, repeats, seeds, runs_dir, None, False, run_figures, quiet)
+        sweep(config, [], set_, seed, repeats, seeds, runs_dir, None, False, run_figures, quiet,
+              256)
         return
     try:
         resolved = load(config, (set_ or []) + _seed_override(seed))
@@ -113,6 +114,8 @@ def sweep(
     = False,
     run_figures: FiguresOption = True,
     quiet: QuietOption = False,
+    chunk: Annotated[int, typer.Option(
+        help="At most this many replicas per compiled graph (memory, compile time).")] = 256,
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in one
     batched graph."""
@@ -122,10 +125,12 @@ def sweep(
         overrides = (set_ or []) + _seed_override(seed)
         base = load(config, overrides)
         chosen = choose_seeds(base["train"]["seed"], repeats, seeds)
+        if chunk < 1:
+            raise ConfigError("--chunk", "", f"must be an integer >= 1, got {chunk}")
         with _progress(quiet) as advance:
             folder, rows = run_sweep(config, axes or [], overrides, chosen, runs_dir,
                                      name=name, resume=resume, figures=run_figures,
-                                     progress=advance)
+                                     chunk=chunk, progress=advance)
     except ConfigError as err:
         fail(str(err))
     except KeyboardInterrupt:

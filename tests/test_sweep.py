@@ -1,0 +1,134 @@
+"""Sweeps: grid syntax, bad input, summaries, and resuming after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from circlereg.cli import app
+from circlereg.config import ConfigError
+from circlereg.sweep import choose_seeds, parse_axis, read_summary
+
+from .conftest import CONFIGS, ROOT
+
+runner = CliRunner()
+L1 = "model.regularizers.0.l1"
+
+
+@pytest.mark.parametrize("text, values", [
+    (f"{L1}=logspace(-6,-1,11)", [1e-6, 10 ** -5.5, 1e-5, 10 ** -4.5, 1e-4, 10 ** -3.5,
+                                  1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5, 1e-1]),
+    (f"{L1}=linspace(0,1,3)", [0.0, 0.5, 1.0]),
+    ("train.epochs=range(10,40,10)", [10, 20, 30]),
+    ("train.epochs=range(3,6)", [3, 4, 5]),
+    ("model.regularizers.0.placement=pre_activation,post_activation",
+     ["pre_activation", "post_activation"]),
+    (f"{L1}=1e-4,3e-4", [1e-4, 3e-4]),
+])
+def test_grid_syntax(text, values):
+    key, parsed = parse_axis(text)
+    assert key == text.split("=")[0]
+    if isinstance(values[0], str):
+        assert parsed == values
+    else:
+        assert parsed == pytest.approx(values, rel=1e-9)
+
+
+@pytest.mark.parametrize("text, message", [
+    (f"{L1}=", "non-empty list of values"),
+    (f"{L1}=logspace(-6,-1)", "logspace takes (start, stop, n)"),
+    ("train.epochs=range(1.5,3)", "range takes 2 or 3 integers"),
+    (f"{L1}=logspace(a,b,3)", "cannot parse"),
+    ("no_equals_sign", "must look like key.path=v1,v2"),
+])
+def test_bad_grid_syntax(text, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_axis(text)
+
+
+def test_seed_choice():
+    assert choose_seeds(3, 4, None) == [3, 4, 5, 6]
+    assert choose_seeds(1, None, "1,5,9") == [1, 5, 9]
+    assert choose_seeds(7, None, None) == [7]
+    with pytest.raises(ConfigError, match="must be an integer >= 1"):
+        choose_seeds(1, 0, None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model.regularizers.0.placment=pre_activation"], "unknown key; did you mean 'placement'"),
+    ([f"{L1}=-1,1e-4"], "model.regularizers.0.l1: must be >= 0"),
+    (["model.regularizers.0.placement=inside"], "must be one of pre_activation"),
+    ([f"{L1}=logspace(-6,-1)"], "logspace takes"),
+    (["--repeats", "0"], "--repeats: must be an integer >= 1"),
+])
+def test_bad_sweep_input_exits_2_and_trains_nothing(tmp_path, args, message):
+    result = runner.invoke(app, ["sweep", str(CONFIGS / "l1_pre_relu.yaml"), *args,
+                                 "--runs-dir", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: ") and message in line
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+SWEEP = ["sweep", str(CONFIGS / "l1_pre_relu.yaml"), f"{L1}=1e-4,1e-3",
+         "model.regularizers.0.placement=pre_activation,post_activation",
+         "--set", "train.epochs=150", "--repeats", "2", "--chunk", "2", "--no-run-figures",
+         "--quiet"]
+
+
+def sweep_cli(runs_dir, *extra):
+    return [sys.executable, "-m", "circlereg.cli", *SWEEP, "--runs-dir", str(runs_dir), *extra]
+
+
+def test_sweep_writes_summary_plots_and_sub_runs(tmp_path):
+    result = runner.invoke(app, SWEEP[:-1] + ["--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "l1_pre_relu-sweep").iterdir()
+    rows = read_summary(folder / "summary.csv")
+    assert [r[L1] for r in rows] == ["0.0001", "0.0001", "0.001", "0.001"]
+    assert all(r["n"] == "2" for r in rows)
+    assert json.loads((folder / "summary.json").read_text())[0]["point"] == "p000"
+    assert {p.name for p in folder.glob("*.png")} == {f"accuracy_vs_{L1}.png", "curves.png"}
+    sub_run = folder / "p003" / "seed_2"
+    assert {p.name for p in sub_run.iterdir()} == {
+        "config.yaml", "metrics.json", "history.csv", "environment.json", "model.keras"}
+    for row in rows:
+        assert float(row["test_accuracy_min"]) <= float(row["test_accuracy_mean"]) \
+            <= float(row["test_accuracy_max"])
+    assert "p000 " in result.output and "sweep: " in result.output
+
+
+def test_sweep_killed_then_resumed_matches_a_straight_run(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    subprocess.run(sweep_cli(straight), check=True, cwd=ROOT, capture_output=True)
+    process = subprocess.Popen(sweep_cli(resumed), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(resumed.rglob("seed_*/metrics.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = list(resumed.rglob("seed_*/metrics.json"))
+    assert 0 < len(finished) < 8, "the kill must land mid-sweep"
+    assert not list(resumed.rglob(".partial-*/metrics.json"))
+    subprocess.run(sweep_cli(resumed, "--resume"), check=True, cwd=ROOT, capture_output=True)
+    (a,) = (straight / "l1_pre_relu-sweep").iterdir()
+    (b,) = (resumed / "l1_pre_relu-sweep").iterdir()
+    assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+    assert len(list(b.rglob("seed_*/metrics.json"))) == 8
+
+
+def test_run_repeats_summarises_the_seeds(tmp_path):
+    result = runner.invoke(app, ["run", str(CONFIGS / "baseline.yaml"), "--repeats", "3",
+                                 "--set", "train.epochs=50", "--runs-dir", str(tmp_path),
+                                 "--quiet", "--no-run-figures"])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "baseline-sweep").iterdir()
+    (row,) = read_summary(folder / "summary.csv")
+    assert row["n"] == "3"
+    assert sorted(p.name for p in (folder / "p000").iterdir()) == ["seed_1", "seed_2", "seed_3"]
