@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench reproduce clean
+.PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,14 @@ run: $(STAMP)
 	$(BIN)/circlereg run configs/l1_pre_relu.yaml
 
 test: $(STAMP)
-	$(BIN)/ruff check circlereg tests
+	$(BIN)/ruff check circlereg tests bench
 	$(BIN)/python -m pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check circlereg tests
+	$(BIN)/ruff check circlereg tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

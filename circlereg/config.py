@@ -179,9 +179,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("train.optimizer", "adam", one_of(*OPTIMIZERS), "Keras optimizer, default settings"),
     Key("train.learning_rate", 0.001, positive, "optimizer learning rate"),
     Key("train.seed", 1, non_negative_int,
-        "keras.utils.set_random_seed: weight initialisation and shuffling"),
+        "keras.utils.set_random_seed before building: the initial weights (and minibatch "
+        "order)"),
     Key("train.dtype", "float32", one_of(*DTYPES),
-        "float type of weights and arithmetic; float64 makes runs insensitive to rounding"),
+        "float type of weights and arithmetic; float64 makes runs far less sensitive to rounding"),
     Key("train.engine", "compiled", one_of(*ENGINES),
         "compiled: the whole run in one XLA graph; fit: plain model.fit (reference, slow)"),
 )
