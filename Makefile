@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench reproduce clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check circlereg tests bench
 	$(BIN)/python -m pytest -q
+
+reproduce: $(STAMP)
+	$(BIN)/circlereg reproduce
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py

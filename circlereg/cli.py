@@ -180,6 +180,48 @@ def _progress(quiet: bool):
 
 
 @app.command()
+def reproduce(
+    spec: Annotated[Path, typer.Option(help="Reproduction spec (YAML).")]
+    = Path("configs/reproduce/study.yaml"),
+    seeds: Annotated[int | None, typer.Option(help="Seeds per model (default: the spec's).")]
+    = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's).")] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    quiet: QuietOption = False,
+) -> None:
+    """Reproduce the study's published train/test figures; exit 0 when every figure and claim
+    reproduces under the study's convention, 1 otherwise."""
+    from circlereg.reproduce import failing_rows, load_spec
+    from circlereg.reproduce import reproduce as run_reproduction
+
+    try:
+        loaded = load_spec(spec, seeds, epochs)
+        with _progress(quiet) as advance:
+            if advance is not None:
+                advance(0, total=_reproduction_work(loaded))
+            folder, verdict = run_reproduction(loaded, runs_dir, progress=advance)
+    except ConfigError as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        fail("interrupted; no report was written", code=130)
+    typer.echo((folder / "reproduction.md").read_text())
+    typer.echo(f"report: {folder}")
+    failures = failing_rows(verdict)
+    for row in failures:
+        typer.echo(f"FAILED: {row}", err=True)
+    raise typer.Exit(1 if failures else 0)
+
+
+def _reproduction_work(spec: dict) -> int:
+    from circlereg.config import config_hash
+    from circlereg.reproduce import CONVENTIONS, under_convention
+
+    distinct = {config_hash(under_convention(m["config"], c))
+                for c in CONVENTIONS for m in spec["models"].values()}
+    return len(distinct) * spec["seeds"] * spec["epochs"]
+
+
+@app.command()
 def validate(
     configs: Annotated[list[Path], typer.Argument(help="YAML configs to check.")],
     set_: SetOption = None,

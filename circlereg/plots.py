@@ -104,3 +104,51 @@ def mean_curves(curves: list[tuple[str, list[dict]]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def model_curves(curves: dict[str, dict], path: Path, subtitle: str) -> None:
+    """The study's figures redrawn: train and test accuracy per epoch of each model, mean
+    over seeds with a band of one standard deviation."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4), sharey=True,
+                             squeeze=False)
+    for ax, (name, model) in zip(axes[0], curves.items()):
+        for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
+            mean, std = model[key].mean(axis=0), model[key].std(axis=0)
+            epochs = np.arange(1, len(mean) + 1)
+            ax.plot(epochs, mean, label=label)
+            ax.fill_between(epochs, mean - std, mean + std, alpha=0.25)
+        ax.set_title(f"{name} ({model[key].shape[0]} seeds)")
+        ax.set_xlabel("epoch")
+        ax.legend()
+    axes[0][0].set_ylabel("accuracy")
+    fig.suptitle(subtitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def final_bars(figures: list[dict], models: list[str], conventions: tuple, path: Path) -> None:
+    """Final train and test accuracy per model and convention: mean with 95% CI error bars,
+    the published value as a black tick."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    width = 0.8 / len(conventions)
+    for ax, metric in zip(axes, ("train_accuracy", "test_accuracy")):
+        for c, convention in enumerate(conventions):
+            rows = {r["model"]: r for r in figures
+                    if r["metric"] == metric and r["convention"] == convention}
+            x = np.arange(len(models)) + (c - (len(conventions) - 1) / 2) * width
+            mean = np.array([rows[m]["mean"] for m in models])
+            err = [mean - np.array([rows[m]["ci95_low"] for m in models]),
+                   np.array([rows[m]["ci95_high"] for m in models]) - mean]
+            ax.bar(x, mean, width, yerr=err, capsize=3, label=convention)
+            for xi, m in zip(x, models):
+                if rows[m]["published"] is not None:
+                    ax.hlines(rows[m]["published"] / 100, xi - width / 2, xi + width / 2,
+                              colors="k", linewidth=2)
+        ax.set_xticks(np.arange(len(models)), models, fontsize=8)
+        ax.set_title(f"final {metric.replace('_', ' ')} (black: published)")
+        ax.set_ylim(0.4, 1.02)
+    axes[0].legend(title="convention", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

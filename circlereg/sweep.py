@@ -192,7 +192,7 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
         start = time.perf_counter()
         configs = [r.config for r in batch]
         split = load_split(configs[0]["data"])
-        advance = None if progress is None else _scaled(progress, len(batch))
+        advance = None if progress is None else scaled(progress, len(batch))
         results = train_compiled(configs, split, progress=advance)
         with floatx(configs[0]["train"]["dtype"]):
             probe = ActivationProbe(configs[0])
@@ -203,12 +203,12 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
         write_summary(folder, points, keys, seeds)
 
 
-def _scaled(progress, replicas: int):
+def scaled(progress, replicas: int):
     """Epochs of one batch -> replica-epochs for the sweep's progress bar."""
     return lambda epochs: progress(replicas * epochs)
 
 
-def _statistics(values: list[float]) -> dict:
+def statistics(values: list[float]) -> dict:
     from scipy import stats
 
     data = np.asarray(values, dtype=float)
@@ -231,7 +231,7 @@ def summarize_point(point: Point, metrics: list[dict]) -> dict:
         values = [_metric(m, statistic) for m in finite]
         # 6 decimals (accuracy moves in steps of 1/70): a resumed sweep, whose replicas may
         # batch differently, writes the same summary as one that ran straight through.
-        row.update({f"{statistic}_{k}": round(v, 6) for k, v in _statistics(values).items()})
+        row.update({f"{statistic}_{k}": round(v, 6) for k, v in statistics(values).items()})
     return row
 
 

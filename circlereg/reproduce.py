@@ -1,0 +1,331 @@
+"""Stage 7: reproduce the study's published figures, with statistics over seeds.
+
+A spec (configs/reproduce/study.yaml) names the models, their published train/test accuracy
+(percent, truncated, as published) and the claims. Every model trains with N seeds in batched
+graphs under three activity-penalty conventions:
+
+    sum          penalty summed over the batch: the study's Keras, the published convention
+    mean         divided by the batch size (Keras >= 3.14's default) with the same lambda
+    mean_scaled  divided by the batch size, lambda multiplied by the batch size: the lambda
+                 that matches the published one under today's convention
+
+Only `sum` decides the exit code; the others show whether, and why, lambda = 0.0001 does or
+does not reproduce under today's convention.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from circlereg.config import ConfigError, config_hash, load, with_seed
+
+CONVENTIONS = ("sum", "mean", "mean_scaled")
+CHECKED = "sum"
+FIGURES = ("train_accuracy", "test_accuracy")
+CLAIM_TESTS = ("greater", "not_greater", "overfits")
+CLAIM_METRICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction")
+SPEC_KEYS = ("name", "seeds", "epochs", "alpha", "tolerance_points", "models", "claims")
+
+
+def load_spec(path: Path, seeds: int | None = None, epochs: int | None = None) -> dict:
+    """Read and validate a reproduction spec; model configs are loaded (and validated) too."""
+    source = str(path)
+    if not Path(path).is_file():
+        raise ConfigError(source, "", "no such reproduction spec")
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(source, "", f"not readable YAML: {err}".splitlines()[0]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "must be a YAML mapping")
+    for key in raw:
+        if key not in SPEC_KEYS:
+            raise ConfigError(source, str(key), f"unknown key; allowed: {', '.join(SPEC_KEYS)}")
+    spec = {"name": raw.get("name", Path(path).stem), "seeds": raw.get("seeds", 30),
+            "epochs": raw.get("epochs", 4000), "alpha": raw.get("alpha", 0.05),
+            "tolerance_points": raw.get("tolerance_points", 1)}
+    if seeds is not None:
+        spec["seeds"] = seeds
+    if epochs is not None:
+        spec["epochs"] = epochs
+    for key in ("seeds", "epochs"):
+        if not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 1:
+            raise ConfigError(source, key, f"must be an integer >= 1, got {spec[key]!r}")
+    if not isinstance(spec["alpha"], (int, float)) or not 0 < spec["alpha"] < 1:
+        raise ConfigError(source, "alpha", f"must be a number in (0, 1), got {spec['alpha']!r}")
+    if not isinstance(spec["tolerance_points"], (int, float)) or spec["tolerance_points"] < 0:
+        raise ConfigError(source, "tolerance_points",
+                          f"must be a number >= 0, got {spec['tolerance_points']!r}")
+    models = raw.get("models")
+    if not isinstance(models, dict) or not models:
+        raise ConfigError(source, "models", "must be a mapping of model name -> "
+                                            "{config, published}")
+    spec["models"] = {name: _load_model(source, Path(path).parent, name, body, spec["epochs"])
+                      for name, body in models.items()}
+    claims = raw.get("claims") or []
+    if not isinstance(claims, list):
+        raise ConfigError(source, "claims", "must be a list")
+    spec["claims"] = [_check_claim(source, i, claim, spec["models"])
+                      for i, claim in enumerate(claims)]
+    return spec
+
+
+def _load_model(source: str, folder: Path, name: str, body, epochs: int) -> dict:
+    where = f"models.{name}"
+    if not isinstance(body, dict) or "config" not in body:
+        raise ConfigError(source, where, "must be a mapping with a `config` path")
+    for key in body:
+        if key not in ("config", "published"):
+            raise ConfigError(source, f"{where}.{key}", "unknown key; allowed: config, published")
+    published = body.get("published") or {}
+    if not isinstance(published, dict):
+        raise ConfigError(source, f"{where}.published", "must be a mapping")
+    for metric, value in published.items():
+        if metric not in FIGURES:
+            raise ConfigError(source, f"{where}.published.{metric}",
+                              f"unknown figure; allowed: {', '.join(FIGURES)}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or \
+                not 0 <= value <= 100:
+            raise ConfigError(source, f"{where}.published.{metric}",
+                              f"must be a percentage in [0, 100], got {value!r}")
+    config = load(folder / body["config"], [f"train.epochs={epochs}"])
+    return {"config": config, "config_path": str(body["config"]), "published": published}
+
+
+def _check_claim(source: str, index: int, claim, models: dict) -> dict:
+    where = f"claims.{index}"
+    if not isinstance(claim, dict) or claim.get("test") not in CLAIM_TESTS:
+        raise ConfigError(source, f"{where}.test", f"must be one of {', '.join(CLAIM_TESTS)}")
+    allowed = {"test", "model"} | ({"metric", "than"} if claim["test"] != "overfits" else set())
+    for key in claim:
+        if key not in allowed:
+            raise ConfigError(source, f"{where}.{key}",
+                              f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    for key in sorted(allowed - {"test"}):
+        if key not in claim:
+            raise ConfigError(source, f"{where}.{key}", "is required")
+    for key in ("model", "than"):
+        if key in claim and claim[key] not in models:
+            raise ConfigError(source, f"{where}.{key}",
+                              f"must name a model: {', '.join(models)}; got {claim[key]!r}")
+    if "metric" in claim and claim["metric"] not in CLAIM_METRICS:
+        raise ConfigError(source, f"{where}.metric",
+                          f"must be one of {', '.join(CLAIM_METRICS)}; got {claim['metric']!r}")
+    return dict(claim)
+
+
+def under_convention(config: dict, convention: str) -> dict:
+    """The config with every activity penalty in the given convention."""
+    config = copy.deepcopy(config)
+    batch = min(config["train"]["batch_size"], config["data"]["n_train"])
+    for reg in config["model"]["regularizers"]:
+        if reg["target"] != "activity":
+            continue
+        reg["batch_reduction"] = "sum" if convention == "sum" else "mean"
+        if convention == "mean_scaled":
+            reg["l1"], reg["l2"] = reg["l1"] * batch, reg["l2"] * batch
+    return config
+
+
+def measure(spec: dict, progress=None) -> dict:
+    """Train every model under every convention: {convention: {model: measurement}}.
+    A config that no convention changes (no activity penalty) trains once."""
+    from circlereg.data import load_split
+    from circlereg.rundir import summarize
+    from circlereg.sweep import scaled
+    from circlereg.train import ActivationProbe, floatx, train_compiled
+
+    seeds = list(range(1, spec["seeds"] + 1))
+    cache: dict[str, dict] = {}
+    measured: dict[str, dict] = {c: {} for c in CONVENTIONS}
+    for convention in CONVENTIONS:
+        for name, model in spec["models"].items():
+            config = under_convention(model["config"], convention)
+            key = config_hash(config)
+            if key not in cache:
+                split = load_split(config["data"])
+                advance = None if progress is None else scaled(progress, len(seeds))
+                results = train_compiled([with_seed(config, s) for s in seeds], split,
+                                         progress=advance)
+                with floatx(config["train"]["dtype"]):
+                    probe = ActivationProbe(config)
+                    metrics = [summarize(r, probe(r.weights, split.test_x), r.train_seconds)
+                               for r in results]
+                cache[key] = {
+                    "metrics": metrics,
+                    "curves": {c: np.stack([r.history[c] for r in results])
+                               for c in ("accuracy", "val_accuracy")},
+                    "lambda": [r["l1"] for r in config["model"]["regularizers"]
+                               if r["target"] == "activity"],
+                }
+            measured[convention][name] = cache[key]
+    return measured
+
+
+def _values(measurement: dict, metric: str) -> np.ndarray:
+    if metric == "zero_fraction":
+        return np.array([np.mean([h["zero_fraction"] for h in m["hidden_layers"]])
+                         for m in measurement["metrics"]])
+    return np.array([m[metric] for m in measurement["metrics"]], dtype=float)
+
+
+def judge(spec: dict, measured: dict) -> dict:
+    """Figures and claims with their verdicts, for every convention."""
+    from scipy import stats
+
+    from circlereg.sweep import statistics
+
+    figures, claims = [], []
+    for convention, models in measured.items():
+        for name, model in spec["models"].items():
+            n_points = {"train_accuracy": model["config"]["data"]["n_train"],
+                        "test_accuracy": model["config"]["data"]["n_samples"]
+                        - model["config"]["data"]["n_train"]}
+            for metric in FIGURES:
+                summary = statistics(_values(models[name], metric))
+                row = {"convention": convention, "model": name, "metric": metric,
+                       "published": model["published"].get(metric), **summary,
+                       "measured_percent": math.floor(summary["mean"] * 100 + 1e-9)}
+                if row["published"] is not None:
+                    widen = spec["tolerance_points"] / n_points[metric]
+                    low, high = summary["ci95_low"] - widen, summary["ci95_high"] + widen
+                    # a truncated percentage p stands for [p, p+1) percent
+                    published_low = row["published"] / 100
+                    published_high = min((row["published"] + 1) / 100, 1.0)
+                    row["verdict"] = "reproduces" if published_low <= high and \
+                        published_high >= low else "differs"
+                    row["interval"] = [low, high]
+                figures.append(row)
+        for claim in spec["claims"]:
+            claims.append({"convention": convention, **claim,
+                           **_claim(claim, models, spec, stats)})
+    verdicts = [r["verdict"] for r in figures if r["convention"] == CHECKED and "verdict" in r]
+    verdicts += [c["verdict"] for c in claims if c["convention"] == CHECKED]
+    return {"figures": figures, "claims": claims,
+            "reproduces": all(v == "reproduces" for v in verdicts)}
+
+
+def _claim(claim: dict, models: dict, spec: dict, stats) -> dict:
+    alpha = spec["alpha"]
+    if claim["test"] == "overfits":
+        model = models[claim["model"]]
+        peak = np.array([m["best_test_accuracy"] for m in model["metrics"]])
+        final = _values(model, "test_accuracy")
+        mean_curve = model["curves"]["val_accuracy"].mean(axis=0)
+        peak_epoch = int(np.argmax(mean_curve)) + 1
+        drop = peak - final
+        p = 1.0 if np.all(drop == 0) else \
+            float(stats.wilcoxon(peak, final, alternative="greater").pvalue)
+        holds = p < alpha and peak_epoch <= 0.75 * len(mean_curve)
+        return {"statement": f"{claim['model']} overfits: mean test accuracy peaks at epoch "
+                             f"{peak_epoch} of {len(mean_curve)} and ends "
+                             f"{drop.mean():.3f} lower (Wilcoxon, peak > final)",
+                "p_value": p, "verdict": "reproduces" if holds else "differs"}
+    a = _values(models[claim["model"]], claim["metric"])
+    b = _values(models[claim["than"]], claim["metric"])
+    p = float(stats.mannwhitneyu(a, b, alternative="greater").pvalue)
+    if claim["test"] == "greater":
+        holds, word = p < alpha, "exceeds"
+    else:
+        holds, word = p >= alpha, "does not exceed"
+    return {"statement": f"{claim['model']} {word} {claim['than']} on {claim['metric']} "
+                         f"(means {a.mean():.3f} vs {b.mean():.3f}; Mann-Whitney U, one-sided)",
+            "p_value": p, "verdict": "reproduces" if holds else "differs"}
+
+
+def report_markdown(spec: dict, verdict: dict, environment: dict, seconds: float) -> str:
+    lines = [f"# Reproduction: {spec['name']}", "",
+             f"{spec['seeds']} seeds per model, {spec['epochs']} epochs; published figures are "
+             f"percent, truncated; a figure reproduces when it lies in the 95% CI widened by "
+             f"{spec['tolerance_points']} point(s). Claims: one-sided tests at alpha = "
+             f"{spec['alpha']}. Verdicts under `{CHECKED}` decide the exit code.", ""]
+    for convention in CONVENTIONS:
+        lines += [f"## Convention `{convention}`", "",
+                  "| model | figure | published | measured mean [95% CI] | min-max | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for row in verdict["figures"]:
+            if row["convention"] != convention:
+                continue
+            published = "-" if row["published"] is None else f"{row['published']}%"
+            lines.append(f"| {row['model']} | {row['metric']} | {published} | "
+                         f"{row['mean']:.3f} [{row['ci95_low']:.3f}, {row['ci95_high']:.3f}] | "
+                         f"{row['min']:.3f}-{row['max']:.3f} | {row.get('verdict', '-')} |")
+        lines += ["", "| claim | p-value | verdict |", "|---|---|---|"]
+        for claim in verdict["claims"]:
+            if claim["convention"] == convention:
+                lines.append(f"| {claim['statement']} | {claim['p_value']:.2g} | "
+                             f"{claim['verdict']} |")
+        lines.append("")
+    lines += ["## Sparsity of the hidden layer (test set, mean over seeds)", "",
+              "| convention | model | mean activation | fraction of exact zeros |",
+              "|---|---|---|---|"]
+    for row in verdict["sparsity"]:
+        lines.append(f"| {row['convention']} | {row['model']} | "
+                     f"{row['mean_activation']:.4f} | {row['zero_fraction']:.3f} |")
+    lines += ["", "## Environment", "",
+              f"TensorFlow {environment['tensorflow']}, Keras {environment['keras']}, "
+              f"NumPy {environment['numpy']}, scikit-learn {environment['scikit_learn']}, "
+              f"Python {environment['python']}. The installed Keras adds activity penalties "
+              f"as a batch `{environment['keras_activity_penalty']}`; circlereg compensates. "
+              f"Wall time {seconds:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def sparsity(spec: dict, measured: dict) -> list[dict]:
+    return [{"convention": convention, "model": name,
+             "mean_activation": float(np.mean([np.mean([h["mean_activation"]
+                                                         for h in m["hidden_layers"]])
+                                                for m in models[name]["metrics"]])),
+             "zero_fraction": float(_values(models[name], "zero_fraction").mean())}
+            for convention, models in measured.items() for name in spec["models"]]
+
+
+def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, environment: dict,
+                 seconds: float) -> None:
+    from circlereg import plots
+
+    (folder / "reproduction.md").write_text(report_markdown(spec, verdict, environment, seconds))
+    public_spec = {**spec, "models": {n: {"config": m["config_path"], "published": m["published"]}
+                                      for n, m in spec["models"].items()}}
+    (folder / "reproduction.json").write_text(json.dumps(
+        {"spec": public_spec, **verdict, "environment": environment,
+         "wall_seconds": round(seconds, 1)}, indent=2) + "\n")
+    plots.model_curves({name: measured[CHECKED][name]["curves"] for name in spec["models"]},
+                       folder / "accuracy_curves.png", f"convention {CHECKED}")
+    plots.final_bars(verdict["figures"], list(spec["models"]), CONVENTIONS,
+                     folder / "final_accuracy.png")
+
+
+def reproduce(spec: dict, runs_dir: Path, progress=None) -> tuple[Path, dict]:
+    """Train, judge and write the report folder; returns (folder, verdict)."""
+    import time
+
+    from circlereg import rundir
+    from circlereg.regularizers import installed_convention
+
+    start = time.perf_counter()
+    measured = measure(spec, progress)
+    verdict = judge(spec, measured)
+    verdict["sparsity"] = sparsity(spec, measured)
+    environment = rundir.environment(installed_convention())
+    public = {**spec, "models": {n: m["config_path"] for n, m in spec["models"].items()}}
+    final = rundir.run_path(runs_dir, {**public, "name": f"reproduce-{spec['name']}"})
+    with rundir.atomic_dir(final) as scratch:
+        write_report(scratch, spec, measured, verdict, environment, time.perf_counter() - start)
+    return final, verdict
+
+
+def failing_rows(verdict: dict) -> list[str]:
+    rows = [f"{r['model']} {r['metric']}: published {r['published']}%, measured "
+            f"{r['mean']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]"
+            for r in verdict["figures"]
+            if r["convention"] == CHECKED and r.get("verdict") == "differs"]
+    rows += [f"{c['statement']}: p = {c['p_value']:.2g}" for c in verdict["claims"]
+             if c["convention"] == CHECKED and c["verdict"] == "differs"]
+    return rows
