@@ -78,7 +78,7 @@ def run(
     and a summary)."""
     if repeats is not None or seeds is not None:
         sweep(config, [], set_, seed, repeats, seeds, runs_dir, None, False, run_figures, quiet,
-              256)
+              16)
         return
     try:
         resolved = load(config, (set_ or []) + _seed_override(seed))
@@ -115,7 +115,7 @@ def sweep(
     run_figures: FiguresOption = True,
     quiet: QuietOption = False,
     chunk: Annotated[int, typer.Option(
-        help="At most this many replicas per compiled graph (memory, compile time).")] = 256,
+        help="Replicas per compiled graph; two graphs train at once.")] = 16,
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in one
     batched graph."""

@@ -138,7 +138,6 @@ def measure(spec: dict, progress=None) -> dict:
     A config that no convention changes (no activity penalty) trains once."""
     from circlereg.data import load_split
     from circlereg.rundir import summarize
-    from circlereg.sweep import scaled
     from circlereg.train import ActivationProbe, floatx, train_compiled
 
     seeds = list(range(1, spec["seeds"] + 1))
@@ -150,9 +149,8 @@ def measure(spec: dict, progress=None) -> dict:
             key = config_hash(config)
             if key not in cache:
                 split = load_split(config["data"])
-                advance = None if progress is None else scaled(progress, len(seeds))
                 results = train_compiled([with_seed(config, s) for s in seeds], split,
-                                         progress=advance)
+                                         progress=progress)
                 with floatx(config["train"]["dtype"]):
                     probe = ActivationProbe(config)
                     metrics = [summarize(r, probe(r.weights, split.test_x), r.train_seconds)

@@ -36,6 +36,7 @@ def atomic_dir(final: Path):
     """Yield a scratch folder; rename it to `final` on success, delete it on any failure."""
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.parent / f".partial-{final.name}"
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed process; never complete
     partial.mkdir()
     try:
         yield partial

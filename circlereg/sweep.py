@@ -30,6 +30,7 @@ from circlereg.config import ConfigError, config_hash, load, parse_scalar, with_
 
 GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
+WORKERS = 2  # chunks trained at once: one per core of the 2-core machines this targets
 SUMMARY_FIXED = ("point", "n", "n_diverged")  # summary columns besides params and statistics
 
 
@@ -143,7 +144,7 @@ class Replica:
 
 def run_sweep(config_path: Path, axes: list[str], overrides: list[str], seeds: list[int] | None,
               runs_dir: Path, *, name: str | None = None, resume: bool = False,
-              figures: bool = True, chunk: int = 256, progress=None) -> tuple[Path, list[dict]]:
+              figures: bool = True, chunk: int = 16, progress=None) -> tuple[Path, list[dict]]:
     """Train every grid point and seed; returns (sweep folder, summary rows)."""
     parsed = [parse_axis(text) for text in axes]
     keys = [key for key, _ in parsed]
@@ -186,14 +187,16 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
     groups: dict[str, list[Replica]] = {}
     for replica in todo:
         groups.setdefault(structure_key(replica.config), []).append(replica)
-    batches = [group[i:i + chunk] for group in groups.values()
-               for i in range(0, len(group), chunk)]
+    # Sub-runs are written after each round of `workers` chunks: the unit a kill can lose.
+    per_round = chunk * WORKERS
+    batches = [group[i:i + per_round] for group in groups.values()
+               for i in range(0, len(group), per_round)]
     for batch in batches:
         start = time.perf_counter()
         configs = [r.config for r in batch]
         split = load_split(configs[0]["data"])
-        advance = None if progress is None else scaled(progress, len(batch))
-        results = train_compiled(configs, split, progress=advance)
+        results = train_compiled(configs, split, progress=progress, chunk=chunk,
+                                 workers=WORKERS)
         with floatx(configs[0]["train"]["dtype"]):
             probe = ActivationProbe(configs[0])
         for replica, result in zip(batch, results):
@@ -201,11 +204,6 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
             write_run(replica.config, split, result, replica.folder, start, probe=probe,
                       figures=figures)
         write_summary(folder, points, keys, seeds)
-
-
-def scaled(progress, replicas: int):
-    """Epochs of one batch -> replica-epochs for the sweep's progress bar."""
-    return lambda epochs: progress(replicas * epochs)
 
 
 def statistics(values: list[float]) -> dict:
