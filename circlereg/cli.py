@@ -77,8 +77,8 @@ def run(
     """Train one config and write its run directory (with --repeats/--seeds: one per seed
     and a summary)."""
     if repeats is not None or seeds is not None:
-        sweep(config, [], set_, seed, repeats, seeds, runs_dir, None, False, run_figures, quiet,
-              16)
+        _run_sweep([config], [], set_, seed, repeats, seeds, runs_dir, None, False, run_figures,
+                   quiet, 16)
         return
     try:
         resolved = load(config, (set_ or []) + _seed_override(seed))
@@ -119,16 +119,22 @@ def sweep(
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in one
     batched graph."""
+    _run_sweep([config], axes or [], set_, seed, repeats, seeds, runs_dir, name, resume,
+               run_figures, quiet, chunk)
+
+
+def _run_sweep(configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume, run_figures,
+               quiet, chunk) -> None:
     from circlereg.sweep import choose_seeds, run_sweep
 
     try:
         overrides = (set_ or []) + _seed_override(seed)
-        base = load(config, overrides)
+        base = load(configs[0], overrides)
         chosen = choose_seeds(base["train"]["seed"], repeats, seeds)
         if chunk < 1:
             raise ConfigError("--chunk", "", f"must be an integer >= 1, got {chunk}")
         with _progress(quiet) as advance:
-            folder, rows = run_sweep(config, axes or [], overrides, chosen, runs_dir,
+            folder, rows = run_sweep(configs, axes, overrides, chosen, runs_dir,
                                      name=name, resume=resume, figures=run_figures,
                                      chunk=chunk, progress=advance)
     except ConfigError as err:
@@ -150,6 +156,26 @@ def format_row(row: dict) -> str:
     return (f"{row['point']} {params} n={row['n']} "
             f"train {row['train_accuracy_mean']:.3f}±{row['train_accuracy_std']:.3f} "
             f"test {row['test_accuracy_mean']:.3f}±{row['test_accuracy_std']:.3f}{diverged}")
+
+
+@app.command()
+def compare(
+    configs: Annotated[list[Path], typer.Argument(help="Configs to put side by side.")],
+    set_: SetOption = None,
+    seed: SeedOption = None,
+    repeats: RepeatsOption = None,
+    seeds: SeedsOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    name: Annotated[str, typer.Option(help="Folder name under runs/.")] = "compare",
+    resume: Annotated[bool, typer.Option(help="Continue the newest folder of this comparison.")]
+    = False,
+    run_figures: FiguresOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train several configs with the same seeds and compare their final accuracies (a sweep
+    whose grid points are the configs)."""
+    _run_sweep(configs, [], set_, seed, repeats, seeds, runs_dir, name, resume, run_figures,
+               quiet, 16)
 
 
 @contextmanager

@@ -29,6 +29,8 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linea
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam", "adagrad")
 ENGINES = ("compiled", "fit")
 DTYPES = ("float32", "float64")
+BATCH_NORM_POSITIONS = ("before_activation", "after_activation")
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")  # what History records
 CUSTOM_KIND = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -113,6 +115,19 @@ def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return maybe
 
 
+def fraction(value: Any) -> float:
+    value = _number(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
 def name_text(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+", value):
         raise ValueError(f"must be letters, digits, '_', '-' or '.', got {value!r}")
@@ -173,6 +188,24 @@ SCHEMA: tuple[Key, ...] = (
     Key("model.regularizers[].batch_reduction", None, optional(one_of(*BATCH_REDUCTIONS)),
         "activity only: sum (penalty summed over the batch, the study's Keras) or mean "
         "(divided by the batch size, Keras >= 3.14); default sum"),
+    Key("model.dropout", [], None, "list of Dropout layers, each with the keys below"),
+    Key("model.dropout[].layer", 0, non_negative_int,
+        "hidden layer after whose output (after its activation) the Dropout sits"),
+    Key("model.dropout[].rate", None, fraction,
+        "probability of dropping a unit while training, in [0, 1); required"),
+    Key("model.batch_norm", [], None,
+        "list of BatchNormalization layers (Keras defaults: epsilon 0.001, center, scale)"),
+    Key("model.batch_norm[].layer", 0, non_negative_int, "hidden layer it normalises"),
+    Key("model.batch_norm[].position", "before_activation", one_of(*BATCH_NORM_POSITIONS),
+        "before_activation (on the linear Dense output) or after_activation"),
+    Key("model.noise", [], None, "list of GaussianNoise layers (active while training only)"),
+    Key("model.noise[].layer", None, optional(non_negative_int),
+        "hidden layer after whose output the noise is added; null: on the input"),
+    Key("model.noise[].stddev", None, non_negative, "noise standard deviation; required"),
+    Key("model.max_norm", [], None, "list of MaxNorm kernel constraints"),
+    Key("model.max_norm[].layer", 0, non_negative_int, "hidden layer whose kernel is constrained"),
+    Key("model.max_norm[].value", None, positive,
+        "largest allowed norm of each unit's incoming weights; required"),
     Key("train.epochs", 4000, positive_int, "training epochs"),
     Key("train.batch_size", 32, positive_int,
         "minibatch size; >= n_train means one full batch per epoch, as in the study"),
@@ -185,10 +218,22 @@ SCHEMA: tuple[Key, ...] = (
         "float type of weights and arithmetic; float64 makes runs far less sensitive to rounding"),
     Key("train.engine", "compiled", one_of(*ENGINES),
         "compiled: the whole run in one XLA graph; fit: plain model.fit (reference, slow)"),
+    Key("early_stopping.enabled", False, boolean,
+        "stop each run as keras.callbacks.EarlyStopping would"),
+    Key("early_stopping.monitor", "val_loss", one_of(*MONITORS), "the History curve watched"),
+    Key("early_stopping.patience", 0, non_negative_int,
+        "epochs without improvement before stopping"),
+    Key("early_stopping.min_delta", 0.0, non_negative,
+        "smallest change that counts as an improvement"),
+    Key("early_stopping.restore_best_weights", False, boolean,
+        "on stopping, go back to the weights of the best epoch"),
 )
 
 KEYS = {key.path: key for key in SCHEMA}
-SECTIONS = ("data", "model", "train")
+SECTIONS = ("data", "model", "train", "early_stopping")
+LISTS = ("model.regularizers", "model.dropout", "model.batch_norm", "model.noise", "model.max_norm")
+REQUIRED = ("model.regularizers[].target", "model.dropout[].rate", "model.noise[].stddev",
+            "model.max_norm[].value")
 ACTIVITY_ONLY = ("placement", "batch_reduction")
 ACTIVITY_DEFAULTS = {"placement": "post_activation", "batch_reduction": "sum"}
 
@@ -218,21 +263,33 @@ def _check(source: str, path: str, schema_path: str, value: Any) -> Any:
         raise ConfigError(source, path, str(err)) from None
 
 
-def _resolve_regularizer(source: str, index: int, item: Any, n_hidden: int) -> dict:
-    where = f"model.regularizers.{index}"
+def _resolve_item(source: str, list_path: str, index: int, item: Any, n_hidden: int) -> dict:
+    """One item of a list key (a regularizer, a dropout layer, ...): defaults and checks."""
+    where = f"{list_path}.{index}"
     if not isinstance(item, dict):
         raise ConfigError(source, where, f"must be a mapping of keys, got {item!r}")
-    fields = [k.path.rsplit(".", 1)[1] for k in SCHEMA
-              if k.path.startswith("model.regularizers[].")]
+    prefix = f"{list_path}[]."
+    fields = [k.path.removeprefix(prefix) for k in SCHEMA if k.path.startswith(prefix)]
     for key in item:
         if key not in fields:
             raise _unknown(source, f"{where}.", str(key), fields)
-    if "target" not in item:
-        raise ConfigError(source, f"{where}.target", f"is required: one of {', '.join(TARGETS)}")
     resolved = {}
     for field in fields:
-        value = item.get(field, KEYS[f"model.regularizers[].{field}"].default)
-        resolved[field] = _check(source, f"{where}.{field}", f"model.regularizers[].{field}", value)
+        if prefix + field in REQUIRED and field not in item:
+            raise ConfigError(source, f"{where}.{field}", "is required: "
+                              + KEYS[prefix + field].help.removesuffix("; required"))
+        value = item.get(field, KEYS[prefix + field].default)
+        resolved[field] = _check(source, f"{where}.{field}", prefix + field, value)
+    if list_path == "model.regularizers":
+        _resolve_regularizer(source, where, item, resolved)
+    layer = resolved.get("layer")
+    if layer is not None and layer >= n_hidden:
+        raise ConfigError(source, f"{where}.layer",
+                          f"must be a hidden layer index in [0, {n_hidden - 1}], got {layer}")
+    return resolved
+
+
+def _resolve_regularizer(source: str, where: str, item: dict, resolved: dict) -> None:
     for strength in ("l1", "l2"):
         # An unset strength the kind does not use is 0; a set one is kept, so a sweep over
         # kinds (l1, l2, l1_l2) can carry both strengths.
@@ -246,11 +303,6 @@ def _resolve_regularizer(source: str, index: int, item: Any, n_hidden: int) -> d
             if resolved[field] is not None:
                 raise ConfigError(source, f"{where}.{field}", "applies to activity "
                                   f"regularizers only, not {resolved['target']}")
-    if resolved["layer"] >= n_hidden:
-        raise ConfigError(source, f"{where}.layer",
-                          f"must be a hidden layer index in [0, {n_hidden - 1}], "
-                          f"got {resolved['layer']}")
-    return resolved
 
 
 def resolve(raw: Any, source: str = "<config>") -> dict:
@@ -279,21 +331,21 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
         for field, value in body.items():
             if field not in known:
                 raise _unknown(source, f"{section}.", str(field), known)
-            if f"{section}.{field}" == "model.regularizers":
+            if f"{section}.{field}" in LISTS:
                 config[section][field] = value
             else:
                 config[section][field] = _check(source, f"{section}.{field}",
                                                  f"{section}.{field}", value)
-    regularizers = config["model"]["regularizers"]
-    if regularizers is None:
-        regularizers = []
-    if not isinstance(regularizers, list):
-        raise ConfigError(source, "model.regularizers", f"must be a list, got {regularizers!r}")
     n_hidden = len(config["model"]["hidden"])
-    config["model"]["regularizers"] = [
-        _resolve_regularizer(source, i, item, n_hidden) for i, item in enumerate(regularizers)
-    ]
-    _check_slots(source, config["model"]["regularizers"])
+    for list_path in LISTS:
+        section, field = list_path.split(".")
+        items = config[section][field]
+        items = [] if items is None else items
+        if not isinstance(items, list):
+            raise ConfigError(source, list_path, f"must be a list, got {items!r}")
+        config[section][field] = [_resolve_item(source, list_path, i, item, n_hidden)
+                                  for i, item in enumerate(items)]
+        _check_slots(source, list_path, config[section][field])
     data = config["data"]
     if data["n_train"] >= data["n_samples"]:
         raise ConfigError(source, "data.n_train",
@@ -304,15 +356,22 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
     return config
 
 
-def _check_slots(source: str, regularizers: list[dict]) -> None:
-    # A Keras layer has one kernel, one bias and one activity regularizer slot.
+# What makes two items of a list collide: a Keras layer has one kernel, one bias and one
+# activity regularizer slot; one dropout, batch norm, noise or constraint per place is enough.
+SLOTS = {"model.regularizers": ("target", "layer", "placement"), "model.dropout": ("layer",),
+         "model.batch_norm": ("layer",), "model.noise": ("layer",), "model.max_norm": ("layer",)}
+
+
+def _check_slots(source: str, list_path: str, items: list[dict]) -> None:
     seen: dict[tuple, int] = {}
-    for index, reg in enumerate(regularizers):
-        slot = (reg["target"], reg["layer"], reg["placement"])
+    for index, item in enumerate(items):
+        slot = tuple(item[field] for field in SLOTS[list_path])
         if slot in seen:
-            raise ConfigError(source, f"model.regularizers.{index}",
-                              f"same target, layer and placement as model.regularizers."
-                              f"{seen[slot]}; combine them into one (kind l1_l2)")
+            hint = "; combine them into one (kind l1_l2)" if list_path == "model.regularizers" \
+                else ""
+            raise ConfigError(source, f"{list_path}.{index}",
+                              f"same {', '.join(SLOTS[list_path])} as {list_path}.{seen[slot]}"
+                              f"{hint}")
         seen[slot] = index
 
 
@@ -357,7 +416,8 @@ def apply_override(raw: dict, parts: list[str], value: Any, text: str) -> None:
                 node[part] = value
             else:
                 if node.get(part) is None:
-                    node[part] = [] if part == "regularizers" else {}
+                    listed = any(path.endswith("." + part) for path in LISTS)
+                    node[part] = [] if listed else {}
                 node = node[part]
         else:
             raise ConfigError("--set", where, f"cannot set a key inside {node!r}")

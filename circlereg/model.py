@@ -1,6 +1,9 @@
 """Stage 3: the model. Where every regularizer is attached, in one place.
 
-The study's MLP: Dense hidden layers, a Dense(1, sigmoid) output. An activity penalty with
+The study's MLP: Dense hidden layers, a Dense(1, sigmoid) output. Per hidden layer, in order:
+Dense (kernel/bias penalties, MaxNorm), [BatchNormalization before the activation],
+activation, [BatchNormalization after it], [GaussianNoise], [Dropout]; GaussianNoise may also
+sit on the input. An activity penalty with
 placement `pre_activation` sits on a linear Dense whose activation follows as a separate
 `Activation` layer (the study's pre-activation variant); `post_activation` sits on the
 activation's output (on the Dense itself when nothing is pre-activation).
@@ -20,7 +23,8 @@ from circlereg.regularizers import Penalty, penalty_from_config
 class BuiltModel:
     model: keras.Sequential
     penalties: list[Penalty]  # aligned with config["model"]["regularizers"]
-    hidden_outputs: list[str]  # name of the layer giving each hidden layer's activations
+    hidden_outputs: list[str]  # the layer giving each hidden layer's activations (after the
+    # activation, and after batch norm when it follows the activation)
 
 
 def _slot(regularizers: list[dict], penalties: list[Penalty], target: str, layer: int,
@@ -32,29 +36,49 @@ def _slot(regularizers: list[dict], penalties: list[Penalty], target: str, layer
 
 
 def build_model(config: dict) -> BuiltModel:
-    """A resolved config -> a built Keras model with its penalties attached."""
+    """A resolved config -> a built Keras model with its penalties, noise, dropout, batch norm
+    and constraints attached."""
     spec = config["model"]
     regularizers = spec["regularizers"]
     penalties = [penalty_from_config(reg) for reg in regularizers]
     dtype = config["train"]["dtype"]
+    by_layer = {key: {item["layer"]: item for item in spec[key]}
+                for key in ("dropout", "batch_norm", "noise", "max_norm")}
     model = keras.Sequential([keras.Input((2,), dtype=dtype)])
+    if None in by_layer["noise"]:
+        model.add(layers.GaussianNoise(by_layer["noise"][None]["stddev"], name="input_noise",
+                                       dtype=dtype))
     hidden_outputs = []
     for index, width in enumerate(spec["hidden"]):
         def slot(target, placement=None, index=index):
             return _slot(regularizers, penalties, target, index, placement)
 
-        weights = {"kernel_regularizer": slot("kernel"), "bias_regularizer": slot("bias")}
+        norm = by_layer["batch_norm"].get(index)
+        max_norm = by_layer["max_norm"].get(index)
+        weights = {"kernel_regularizer": slot("kernel"), "bias_regularizer": slot("bias"),
+                   "kernel_constraint": max_norm and keras.constraints.MaxNorm(max_norm["value"])}
         pre, post = slot("activity", "pre_activation"), slot("activity", "post_activation")
-        if pre is None:
+        separate = pre is not None or (norm and norm["position"] == "before_activation")
+        if not separate:
             model.add(layers.Dense(width, activation=spec["activation"],
                                    activity_regularizer=post, name=f"hidden_{index}", dtype=dtype,
                                    **weights))
         else:
             model.add(layers.Dense(width, activation="linear", activity_regularizer=pre,
                                    name=f"hidden_{index}_linear", dtype=dtype, **weights))
+            if norm:
+                model.add(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
             model.add(layers.Activation(spec["activation"], activity_regularizer=post,
                                         name=f"hidden_{index}", dtype=dtype))
-        hidden_outputs.append(f"hidden_{index}")
+        if norm and norm["position"] == "after_activation":
+            model.add(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
+        hidden_outputs.append(model.layers[-1].name)
+        if index in by_layer["noise"]:
+            model.add(layers.GaussianNoise(by_layer["noise"][index]["stddev"],
+                                           name=f"hidden_{index}_noise", dtype=dtype))
+        if index in by_layer["dropout"]:
+            model.add(layers.Dropout(by_layer["dropout"][index]["rate"],
+                                     name=f"hidden_{index}_dropout", dtype=dtype))
     model.add(layers.Dense(1, activation="sigmoid", name="output", dtype=dtype))
     return BuiltModel(model, penalties, hidden_outputs)
 

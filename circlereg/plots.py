@@ -152,3 +152,31 @@ def final_bars(figures: list[dict], models: list[str], conventions: tuple, path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def technique_bars(rows: list[dict], path: Path) -> None:
+    """Final train and test accuracy per compared config (mean, 95% CI), the baseline's test
+    mean as a dashed line when a config is named baseline."""
+    labels = [r["config"] + "".join(f" {k.rsplit('.', 1)[-1]}={v}" for k, v in r.items()
+                                    if k not in ("config", "point", "n", "n_diverged")
+                                    and not k.endswith(("_mean", "_std", "_min", "_max",
+                                                        "_low", "_high")))
+              for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(rows) + 2), 4.8))
+    for offset, split in ((-0.2, "train"), (0.2, "test")):
+        mean = np.array([r[f"{split}_accuracy_mean"] for r in rows])
+        err = [mean - np.array([r[f"{split}_accuracy_ci95_low"] for r in rows]),
+               np.array([r[f"{split}_accuracy_ci95_high"] for r in rows]) - mean]
+        ax.bar(x + offset, mean, 0.4, yerr=err, capsize=3, label=split)
+    baseline = [r for r in rows if r["config"] == "baseline"]
+    if baseline:
+        ax.axhline(baseline[0]["test_accuracy_mean"], color="k", linestyle="--", linewidth=1,
+                   label="baseline test")
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0.4, 1.02)
+    ax.set_ylabel("final accuracy (mean, 95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

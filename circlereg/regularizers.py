@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -41,8 +44,12 @@ def installed_convention() -> str:
 
 
 def import_callable(spec: str, source: str = "<config>", key: str = "kind") -> Callable:
-    """`package.module:function` -> the callable, or a ConfigError saying why not."""
+    """`package.module:function` -> the callable, or a ConfigError saying why not. A class
+    (e.g. a keras.regularizers.Regularizer subclass with get_config) is instantiated with
+    no arguments."""
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:  # as `python -m` would: user modules beside the configs
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -50,6 +57,12 @@ def import_callable(spec: str, source: str = "<config>", key: str = "kind") -> C
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise ConfigError(source, key, f"module '{module_name}' has no callable '{attr}'")
+    if inspect.isclass(fn):
+        try:
+            fn = fn()
+        except Exception as err:  # a user's class can fail in any way; report it in one line
+            raise ConfigError(source, key, f"cannot instantiate {spec}() without arguments: "
+                                           f"{type(err).__name__}: {err}") from None
     return fn
 
 

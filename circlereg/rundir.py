@@ -71,7 +71,8 @@ def summarize(result, activations: list[np.ndarray], seconds: float) -> dict:
         "gap": final["train_accuracy"] - final["test_accuracy"],
         "best_test_accuracy": float(val[best]),
         "best_test_epoch": best + 1,
-        "epochs": len(val),
+        "epochs": len(val),  # epochs run: fewer than train.epochs after early stopping
+        "stopped_epoch": result.stopped_epoch,
         "diverged": bool(not np.isfinite(result.history["loss"]).all()),
         "hidden_layers": [
             {"layer": i, "mean_activation": float(a.mean()),

@@ -39,6 +39,7 @@ class Point:
     index: int
     params: dict  # swept key -> value
     config: dict  # resolved, before the seed is set
+    source: str  # the config file it came from
 
     @property
     def folder(self) -> str:
@@ -85,13 +86,19 @@ def _grid(function: str, args: list[float]) -> list:
     return [float(f"{v:.12g}") for v in values]  # 1e-06, not 9.999999999999999e-07
 
 
-def expand(config_path: Path, overrides: list[str], axes: list[tuple[str, list]]) -> list[Point]:
-    """Every grid point, each validated as its own config before anything trains."""
+def expand(config_paths: list[Path], overrides: list[str],
+           axes: list[tuple[str, list]]) -> list[Point]:
+    """Every grid point of every config, each validated as its own config before anything
+    trains. With several configs, each point's params start with `config` (its name)."""
     points = []
-    for index, combo in enumerate(itertools.product(*(values for _, values in axes))):
-        params = {key: value for (key, _), value in zip(axes, combo)}
-        sets = [*overrides, *(f"{key}={_yaml_scalar(value)}" for key, value in params.items())]
-        points.append(Point(index, params, load(config_path, sets)))
+    for config_path in config_paths:
+        for combo in itertools.product(*(values for _, values in axes)):
+            params = {key: value for (key, _), value in zip(axes, combo)}
+            sets = [*overrides, *(f"{key}={_yaml_scalar(value)}" for key, value in params.items())]
+            config = load(config_path, sets)
+            if len(config_paths) > 1:
+                params = {"config": config["name"], **params}
+            points.append(Point(len(points), params, config, str(config_path)))
     return points
 
 
@@ -142,19 +149,23 @@ class Replica:
     folder: Path
 
 
-def run_sweep(config_path: Path, axes: list[str], overrides: list[str], seeds: list[int] | None,
-              runs_dir: Path, *, name: str | None = None, resume: bool = False,
-              figures: bool = True, chunk: int = 16, progress=None) -> tuple[Path, list[dict]]:
-    """Train every grid point and seed; returns (sweep folder, summary rows)."""
+def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[str],
+              seeds: list[int] | None, runs_dir: Path, *, name: str | None = None,
+              resume: bool = False, figures: bool = True, chunk: int = 16,
+              progress=None) -> tuple[Path, list[dict]]:
+    """Train every grid point (of every config) and seed; returns (sweep folder, rows)."""
+    config_paths = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
     parsed = [parse_axis(text) for text in axes]
     keys = [key for key, _ in parsed]
     if len(set(keys)) != len(keys):
         raise ConfigError("sweep", keys[0], "each key may be swept once")
-    points = expand(config_path, overrides, parsed)
+    points = expand(config_paths, overrides, parsed)
+    keys = list(points[0].params)  # `config` first when several configs are compared
     base = points[0].config
     seeds = seeds or [base["train"]["seed"]]
-    name = name or f"{base['name']}-sweep"
-    spec = {"config": str(config_path), "set": list(overrides), "axes": list(axes),
+    name = name or (f"{base['name']}-sweep" if len(config_paths) == 1 else "compare")
+    spec = {"config": [str(p) for p in config_paths] if len(config_paths) > 1
+            else str(config_paths[0]), "set": list(overrides), "axes": list(axes),
             "seeds": seeds, "name": name}
     folder = sweep_folder(runs_dir, name, spec, resume)
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,18 +176,18 @@ def run_sweep(config_path: Path, axes: list[str], overrides: list[str], seeds: l
                 for p in points for s in seeds]
     todo = [r for r in replicas if not r.folder.is_dir()]
     if todo:
-        _check_custom(points, config_path)
+        _check_custom(points)
         _train(todo, folder, points, keys, seeds, figures, chunk, progress)
     rows = write_summary(folder, points, keys, seeds)
     plot_sweep(folder, points, keys, seeds, rows)
     return folder, rows
 
 
-def _check_custom(points: list[Point], source: Path) -> None:
+def _check_custom(points: list[Point]) -> None:
     from circlereg.regularizers import check_custom_regularizers
 
     for point in points:
-        check_custom_regularizers(point.config, str(source))
+        check_custom_regularizers(point.config, point.source)
 
 
 def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
@@ -273,6 +284,8 @@ def plot_sweep(folder: Path, points: list[Point], keys: list[str], seeds: list[i
     from circlereg import plots
     from circlereg.rundir import read_history
 
+    if "config" in keys:
+        plots.technique_bars(rows, folder / "test_accuracy_by_config.png")
     for key in keys:
         values = [p.params[key] for p in points]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \

@@ -37,16 +37,20 @@ class Result:
     """One trained replica: its per-epoch curves, final evaluation and weights."""
 
     seed: int
-    history: dict[str, np.ndarray]  # each CURVES name -> (epochs,)
+    history: dict[str, np.ndarray]  # each CURVES name -> (epochs run,)
     final: dict[str, float]  # train_loss, train_accuracy, test_loss, test_accuracy
-    weights: list[np.ndarray]
+    weights: list[np.ndarray]  # in model.get_weights() order
     train_seconds: float
+    stopped_epoch: int | None = None  # 1-based epoch early stopping ended the run at
 
 
-def initial_weights(config: dict) -> list[np.ndarray]:
-    """The weights Keras initialises for this config's seed (the same in both engines)."""
+def initial_state(config: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """What Keras initialises for this config's seed (the same in both engines): trainable
+    values, and non-trainable ones (batch-norm statistics, dropout/noise seed states)."""
     keras.utils.set_random_seed(config["train"]["seed"])
-    return build_model(config).model.get_weights()
+    model = build_model(config).model
+    return ([v.numpy() for v in model.trainable_variables],
+            [v.numpy() for v in model.non_trainable_variables])
 
 
 def structure_key(config: dict) -> str:
@@ -110,7 +114,7 @@ def train_compiled(configs: list[dict], split: Split, progress=None, chunk: int 
     first = configs[0]
     assert all(structure_key(c) == structure_key(first) for c in configs), "mixed structures"
     with floatx(first["train"]["dtype"]):
-        starts = [initial_weights(c) for c in configs]
+        starts = [initial_state(c) for c in configs]
         capacity = min(chunk, len(configs))
         batches = [list(range(i, min(i + capacity, len(configs))))
                    for i in range(0, len(configs), capacity)]
@@ -141,9 +145,10 @@ def _segments(epochs: int, progress) -> list[int]:
 
 
 class ReplicaTrainer:
-    """Room for `capacity` replicas of one model shape: their stacked weights, strengths and
-    seeds as variables, a Keras optimizer over the stacked weights, and the compiled epoch
-    loop. Reused chunk after chunk, so it compiles once."""
+    """Room for `capacity` replicas of one model shape: their stacked weights, non-trainable
+    state, strengths, seeds and early-stopping bookkeeping as variables, a Keras optimizer
+    over the stacked weights, and the compiled epoch loop. Reused chunk after chunk, so it
+    compiles once."""
 
     def __init__(self, config: dict, split: Split, capacity: int):
         train_cfg = config["train"]
@@ -152,32 +157,57 @@ class ReplicaTrainer:
         self.dtype = train_cfg["dtype"]
         self.split = split.astype(self.dtype)
         self.built = build_model(config)
-        shapes = [tuple(w.shape) for w in self.built.model.get_weights()]
-        self.stacked = [keras.Variable(np.zeros((capacity, *shape), self.dtype),
-                                       name=f"stacked_{i}") for i, shape in enumerate(shapes)]
+        model = self.built.model
+
+        def stack(variables, prefix):
+            return [keras.Variable(np.zeros((capacity, *v.shape), v.dtype), name=f"{prefix}_{i}")
+                    for i, v in enumerate(variables)]
+
+        self.stacked = stack(model.trainable_variables, "stacked")
+        self.state = stack(model.non_trainable_variables, "state")
+        self.constraints = [v.constraint for v in model.trainable_variables]
+        # model.get_weights() order, as (is trainable, index) into stacked / state
+        trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        state = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+        self.weight_order = [(True, trainable[id(v)]) if id(v) in trainable else
+                             (False, state[id(v)]) for v in model.weights]
         n_regs = len(config["model"]["regularizers"])
         self.strengths = tf.Variable(tf.zeros((capacity, n_regs, 2), self.dtype))
         self.seeds = tf.Variable(tf.zeros(capacity, tf.int32))
+        self.early = config["early_stopping"]
+        if self.early["enabled"]:
+            self.best = tf.Variable(tf.zeros(capacity, self.dtype))
+            self.wait = tf.Variable(tf.zeros(capacity, tf.int32))
+            self.stopped = tf.Variable(tf.zeros(capacity, tf.int32))  # -1: still training
+            self.best_weights = stack(model.trainable_variables + model.non_trainable_variables,
+                                      "best")
         self.optimizer = make_optimizer(train_cfg)
         self.optimizer.build(self.stacked)
         # Moments, step count and learning rate as built: restored before every chunk.
         self.optimizer_start = [v.numpy() for v in self.optimizer.variables]
         self.run = tf.function(self._run, jit_compile=True)
-        # A separate call: reads of the variables after the while_loop are not ordered after it.
+        # Separate calls: reads of the variables after a while_loop are not ordered after it.
         self.final = tf.function(self._final, jit_compile=True)
+        self.restore = tf.function(self._restore_best, jit_compile=True)
 
-    def train(self, configs: list[dict], starts: list[list[np.ndarray]], progress) -> list[Result]:
+    def train(self, configs: list[dict], starts: list, progress) -> list[Result]:
         pad = self.capacity - len(configs)
         starts = starts + [starts[0]] * pad  # padding replicas repeat the first; dropped below
-        for i, variable in enumerate(self.stacked):
-            variable.assign(np.stack([w[i] for w in starts]).astype(self.dtype))
+        for variables, index in ((self.stacked, 0), (self.state, 1)):
+            for i, variable in enumerate(variables):
+                variable.assign(np.stack([s[index][i] for s in starts]))
         strengths = [[[r["l1"], r["l2"]] for r in c["model"]["regularizers"]] for c in configs]
-        self.strengths.assign(np.array(strengths + [strengths[0]] * pad, self.dtype)
+        self.strengths.assign(np.array(strengths + strengths[:1] * pad, self.dtype)
                               .reshape(self.strengths.shape))
         seeds = [c["train"]["seed"] for c in configs]
         self.seeds.assign(seeds + seeds[:1] * pad)
         for variable, value in zip(self.optimizer.variables, self.optimizer_start):
             variable.assign(value)
+        if self.early["enabled"]:
+            worst = np.inf if self.early["monitor"].endswith("loss") else -np.inf
+            self.best.assign(np.full(self.capacity, worst, self.dtype))
+            self.wait.assign(np.zeros(self.capacity, "int32"))
+            self.stopped.assign(np.full(self.capacity, -1, "int32"))
 
         start = time.perf_counter()
         done, parts = 0, []
@@ -186,6 +216,8 @@ class ReplicaTrainer:
             done += count
             if progress is not None:
                 progress(count * len(configs))
+        if self.early["enabled"] and self.early["restore_best_weights"]:
+            self.restore()  # as EarlyStopping.on_train_end, stopped early or not
         curves = [tf.concat(part, axis=0) for part in zip(*parts)]
         (train_loss, train_acc), (test_loss, test_acc) = self.final()
         seconds = (time.perf_counter() - start) / len(configs)
@@ -196,31 +228,36 @@ class ReplicaTrainer:
         curves = [c.numpy().T / n for c, n in zip(curves, sizes)]  # -> (R, epochs)
         train_loss, train_acc = (t.numpy() / n_train for t in (train_loss, train_acc))
         test_loss, test_acc = (t.numpy() / n_test for t in (test_loss, test_acc))
-        weights = [v.numpy() for v in self.stacked]
-        return [
-            Result(
+        stacked = [v.numpy() for v in self.stacked]
+        state = [v.numpy() for v in self.state]
+        stopped = self.stopped.numpy() if self.early["enabled"] else np.full(len(configs), -1)
+        results = []
+        for r, config in enumerate(configs):
+            ran = self.epochs if stopped[r] < 0 else stopped[r] + 1  # nothing after the stop
+            results.append(Result(
                 seed=config["train"]["seed"],
-                history={name: curve[r] for name, curve in zip(CURVES, curves)},
+                history={name: curve[r][:ran] for name, curve in zip(CURVES, curves)},
                 final={"train_loss": float(train_loss[r]),
                        "train_accuracy": float(train_acc[r]),
                        "test_loss": float(test_loss[r]), "test_accuracy": float(test_acc[r])},
-                weights=[w[r] for w in weights],
+                weights=[(stacked if is_trainable else state)[i][r]
+                         for is_trainable, i in self.weight_order],
                 train_seconds=seconds,
-            )
-            for r, config in enumerate(configs)
-        ]
+                stopped_epoch=None if stopped[r] < 0 else int(stopped[r]) + 1,
+            ))
+        return results
 
-    def _forward(self, weights, strength, x, y, training):
-        """One replica on one batch: (loss including penalties, number correct)."""
+    def _forward(self, weights, state, strength, x, y, training):
+        """One replica on one batch: (loss including penalties, number correct, new state)."""
         with bound_strengths(self.built, strength):
-            pred, _, losses = self.built.model.stateless_call(
-                list(weights), [], x, training=training, return_losses=True)
+            pred, state, losses = self.built.model.stateless_call(
+                list(weights), list(state), x, training=training, return_losses=True)
         # The same reduction and sum as Keras' compute_loss, so rounding matches model.fit.
         loss = keras.losses.BinaryCrossentropy()(y, pred)
         if losses:
             loss = keras.ops.sum([loss, *losses])
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(pred > 0.5, y.dtype), y), y.dtype))
-        return loss, correct
+        return loss, correct, state
 
     def _per_replica(self, array: np.ndarray) -> tf.Tensor:
         # Each replica gets its own copy of the data: vectorized_map then turns Dense's matmul
@@ -230,18 +267,18 @@ class ReplicaTrainer:
     def _evaluate(self, x, y):
         """model.evaluate's running sums: batch losses weighted by batch size, hit count."""
         def one(args):
-            w, s, x, y = args
+            w, st, s, x, y = args
             loss_sum, correct = 0.0, 0.0
             for start, stop in _chunks(x.shape[0], self.batch_size):
-                loss, hits = self._forward(w, s, x[start:stop], y[start:stop], training=False)
+                loss, hits, _ = self._forward(w, st, s, x[start:stop], y[start:stop],
+                                              training=False)
                 loss_sum += loss * (stop - start)
                 correct += hits
             return loss_sum, correct
-        weights = [v.value for v in self.stacked]
-        return replica_map(one, (weights, self.strengths, self._per_replica(x),
-                                 self._per_replica(y)))
+        return replica_map(one, ([v.value for v in self.stacked], [v.value for v in self.state],
+                                 self.strengths, self._per_replica(x), self._per_replica(y)))
 
-    def _train_epoch(self, epoch):
+    def _train_epoch(self, epoch, frozen):
         tx, ty = self.split.train_x, self.split.train_y
         n_train = len(tx)
         steps = _chunks(n_train, self.batch_size)
@@ -253,41 +290,88 @@ class ReplicaTrainer:
         else:
             order = tf.zeros((self.capacity, 1), tf.int32)
         for start, stop in steps:
+            before = [v.value for v in self.stacked + self.state]
             with tf.GradientTape() as tape:
                 weights = [v.value for v in self.stacked]
                 tape.watch(weights)
 
                 def one(args, start=start, stop=stop):
-                    w, s, idx, x, y = args
+                    w, st, s, idx, x, y = args
                     if len(steps) > 1:
                         x, y = tf.gather(x, idx[start:stop]), tf.gather(y, idx[start:stop])
-                    return self._forward(w, s, x, y, training=True)
+                    return self._forward(w, st, s, x, y, training=True)
 
-                loss, hits = replica_map(one, (weights, self.strengths, order,
-                                               self._per_replica(tx), self._per_replica(ty)))
+                loss, hits, state = replica_map(one, (
+                    weights, [v.value for v in self.state], self.strengths, order,
+                    self._per_replica(tx), self._per_replica(ty)))
                 total = tf.reduce_sum(loss)
             self.optimizer.apply(tape.gradient(total, weights), self.stacked)
+            for variable, value in zip(self.state, state):
+                variable.assign(value)
+            for variable, constraint in zip(self.stacked, self.constraints):
+                if constraint is not None:  # what Keras' optimizer does after each update
+                    variable.assign(replica_map(constraint, variable.value))
+            if frozen is not None:  # early-stopped replicas keep their weights
+                for variable, old in zip(self.stacked + self.state, before):
+                    variable.assign(_where(frozen, old, variable.value))
             loss_sum += loss * (stop - start)
             correct += hits
         return loss_sum, correct
 
+    def _early_stopping(self, epoch, curves):
+        """keras.callbacks.EarlyStopping.on_epoch_end, for every replica at once."""
+        n_train, n_test = len(self.split.train_x), len(self.split.test_x)
+        sums = dict(zip(CURVES, curves))
+        size = n_test if self.early["monitor"].startswith("val_") else n_train
+        current = sums[self.early["monitor"]] / size
+        running = tf.equal(self.stopped, -1)
+        delta = self.early["min_delta"]
+        if self.early["monitor"].endswith("loss"):
+            improved = current + delta < self.best
+        else:
+            improved = current - delta > self.best
+        improved = improved & running
+        self.best.assign(tf.where(improved, current, self.best))
+        wait = tf.where(improved, 0, tf.where(running, self.wait + 1, self.wait))
+        self.wait.assign(wait)
+        if self.early["restore_best_weights"]:
+            for best, variable in zip(self.best_weights, self.stacked + self.state):
+                best.assign(_where(improved, variable.value, best.value))
+        stop = running & ~improved & (wait >= self.early["patience"]) & (epoch > 0)
+        self.stopped.assign(tf.where(stop, epoch, self.stopped))
+
     def _run(self, first_epoch, count):
         """`count` epochs from `first_epoch`; weights and optimizer state live in variables."""
         test_x, test_y = self.split.test_x, self.split.test_y
+        early = self.early["enabled"]
 
         def body(i, curves):
-            loss, accuracy = self._train_epoch(first_epoch + i)
+            epoch = first_epoch + i
+            frozen = tf.not_equal(self.stopped, -1) if early else None
+            loss, accuracy = self._train_epoch(epoch, frozen)
             val_loss, val_accuracy = self._evaluate(test_x, test_y)
-            return i + 1, [c.write(i, v) for c, v in
-                           zip(curves, (loss, accuracy, val_loss, val_accuracy))]
+            values = (loss, accuracy, val_loss, val_accuracy)
+            if early:
+                self._early_stopping(epoch, values)
+            return i + 1, [c.write(i, v) for c, v in zip(curves, values)]
 
         curves = [tf.TensorArray(self.dtype, size=count) for _ in CURVES]
         _, curves = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), curves))
         return [c.stack() for c in curves]
 
+    def _restore_best(self):
+        for variable, best in zip(self.stacked + self.state, self.best_weights):
+            variable.assign(best.value)
+
     def _final(self):
         return (self._evaluate(self.split.train_x, self.split.train_y),
                 self._evaluate(self.split.test_x, self.split.test_y))
+
+
+def _where(mask, a, b):
+    """Per-replica choice between two stacked tensors: a where mask (shape [R]), else b."""
+    mask = tf.reshape(mask, [-1] + [1] * (len(a.shape) - 1))
+    return tf.where(mask, a, b)
 
 
 def train_fit(config: dict, split: Split) -> Result:
@@ -302,9 +386,14 @@ def _train_fit(config: dict, split: Split) -> Result:
     model = build_model(config).model
     model.compile(loss="binary_crossentropy", optimizer=make_optimizer(train_cfg),
                   metrics=["accuracy"])
+    early = config["early_stopping"]
+    callbacks = [keras.callbacks.EarlyStopping(
+        monitor=early["monitor"], patience=early["patience"], min_delta=early["min_delta"],
+        restore_best_weights=early["restore_best_weights"])] if early["enabled"] else []
     start = time.perf_counter()
     history = model.fit(split.train_x, split.train_y, validation_data=(split.test_x, split.test_y),
-                        epochs=train_cfg["epochs"], batch_size=train_cfg["batch_size"], verbose=0)
+                        epochs=train_cfg["epochs"], batch_size=train_cfg["batch_size"], verbose=0,
+                        callbacks=callbacks)
     seconds = time.perf_counter() - start
     batch = train_cfg["batch_size"]
     train_loss, train_acc = model.evaluate(split.train_x, split.train_y, batch_size=batch,
@@ -317,6 +406,8 @@ def _train_fit(config: dict, split: Split) -> Result:
                "test_loss": test_loss, "test_accuracy": test_acc},
         weights=model.get_weights(),
         train_seconds=seconds,
+        stopped_epoch=callbacks[0].stopped_epoch + 1 if callbacks and callbacks[0].stopped_epoch
+        else None,
     )
 
 

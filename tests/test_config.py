@@ -54,7 +54,8 @@ def test_empty_config_is_the_study_baseline():
     assert config == {
         "name": None,
         "data": {"n_samples": 100, "noise": 0.1, "factor": 0.8, "seed": 1, "n_train": 30},
-        "model": {"hidden": [500], "activation": "relu", "regularizers": []},
+        "model": {"hidden": [500], "activation": "relu", "regularizers": [], "dropout": [],
+                  "batch_norm": [], "noise": [], "max_norm": []},
         "train": {
             "epochs": 4000,
             "batch_size": 32,
@@ -64,6 +65,8 @@ def test_empty_config_is_the_study_baseline():
             "dtype": "float32",
             "engine": "compiled",
         },
+        "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 0,
+                           "min_delta": 0.0, "restore_best_weights": False},
     }
     assert resolve(None) == config
 
@@ -192,7 +195,7 @@ def test_layer_index_in_range_with_two_hidden_layers():
 
 def test_missing_target():
     raises(reg(kind="l1", l1=0.1), "model.regularizers.0.target",
-           "is required", "kernel, bias, activity")
+           "is required", "kernel, bias or activity")
 
 
 def test_bad_kind():
@@ -215,7 +218,7 @@ def test_two_regularizers_on_the_same_slot():
         {"target": "activity", "l1": 0.1},
         {"target": "activity", "placement": "post_activation", "l1": 0.2},
     ]}}
-    raises(raw, "model.regularizers.1", "same target, layer and placement",
+    raises(raw, "model.regularizers.1", "same target, layer, placement",
            "model.regularizers.0", "l1_l2")
 
 
