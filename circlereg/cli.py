@@ -116,15 +116,20 @@ def sweep(
     quiet: QuietOption = False,
     chunk: Annotated[int, typer.Option(
         help="Replicas per compiled graph; two graphs train at once.")] = 16,
+    backend: Annotated[str, typer.Option(
+        help="local (this machine) or ray (each chunk a Ray task; needs circlereg[ray]).")]
+    = "local",
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")] = None,
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in one
     batched graph."""
     _run_sweep([config], axes or [], set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, chunk)
+               run_figures, quiet, chunk, backend, address)
 
 
 def _run_sweep(configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume, run_figures,
-               quiet, chunk) -> None:
+               quiet, chunk, backend="local", address=None) -> None:
     from circlereg.sweep import choose_seeds, run_sweep
 
     try:
@@ -133,15 +138,24 @@ def _run_sweep(configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume
         chosen = choose_seeds(base["train"]["seed"], repeats, seeds)
         if chunk < 1:
             raise ConfigError("--chunk", "", f"must be an integer >= 1, got {chunk}")
+        if backend not in ("local", "ray"):
+            raise ConfigError("--backend", "", f"must be local or ray, got {backend!r}")
+        if backend == "ray":
+            from circlereg.cluster import check_available
+
+            check_available(address)
+        elif address is not None:
+            raise ConfigError("--address", "", "applies to --backend ray only")
         with _progress(quiet) as advance:
             folder, rows = run_sweep(configs, axes, overrides, chosen, runs_dir,
                                      name=name, resume=resume, figures=run_figures,
-                                     chunk=chunk, progress=advance)
+                                     chunk=chunk, progress=advance, backend=backend,
+                                     address=address)
     except ConfigError as err:
         fail(str(err))
     except KeyboardInterrupt:
-        fail("interrupted; finished sub-runs are kept, rerun with --resume to complete",
-             code=130)
+        fail("interrupted; finished sub-runs are kept: run `circlereg sweep` with the same "
+             "arguments and --resume to complete", code=130)
     for row in rows:
         typer.echo(format_row(row))
     typer.echo(f"sweep: {folder}")

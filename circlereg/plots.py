@@ -87,13 +87,21 @@ def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path) 
     plt.close(fig)
 
 
+def padded(curves: list[np.ndarray]) -> np.ndarray:
+    """Curves of different lengths (early stopping) as one array, NaN after each one ends."""
+    out = np.full((len(curves), max(len(c) for c in curves)), np.nan)
+    for row, curve in zip(out, curves):
+        row[:len(curve)] = curve
+    return out
+
+
 def mean_curves(curves: list[tuple[str, list[dict]]], path: Path) -> None:
     """Mean train (dashed) and test (solid) accuracy per epoch of every grid point."""
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = plt.cm.viridis(np.linspace(0, 0.95, max(len(curves), 1)))
     for (label, histories), color in zip(curves, colors):
         for name, style in (("accuracy", "--"), ("val_accuracy", "-")):
-            mean = np.mean([h[name] for h in histories], axis=0)
+            mean = np.nanmean(padded([h[name] for h in histories]), axis=0)
             epochs = np.arange(1, len(mean) + 1)
             ax.plot(epochs, mean, style, color=color, linewidth=1,
                     label=label if name == "val_accuracy" else None)
@@ -113,7 +121,7 @@ def model_curves(curves: dict[str, dict], path: Path, subtitle: str) -> None:
                              squeeze=False)
     for ax, (name, model) in zip(axes[0], curves.items()):
         for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
-            mean, std = model[key].mean(axis=0), model[key].std(axis=0)
+            mean, std = np.nanmean(model[key], axis=0), np.nanstd(model[key], axis=0)
             epochs = np.arange(1, len(mean) + 1)
             ax.plot(epochs, mean, label=label)
             ax.fill_between(epochs, mean - std, mean + std, alpha=0.25)

@@ -136,6 +136,7 @@ def under_convention(config: dict, convention: str) -> dict:
 def measure(spec: dict, progress=None) -> dict:
     """Train every model under every convention: {convention: {model: measurement}}.
     A config that no convention changes (no activity penalty) trains once."""
+    from circlereg import plots
     from circlereg.data import load_split
     from circlereg.rundir import summarize
     from circlereg.train import ActivationProbe, floatx, train_compiled
@@ -157,7 +158,7 @@ def measure(spec: dict, progress=None) -> dict:
                                for r in results]
                 cache[key] = {
                     "metrics": metrics,
-                    "curves": {c: np.stack([r.history[c] for r in results])
+                    "curves": {c: plots.padded([r.history[c] for r in results])
                                for c in ("accuracy", "val_accuracy")},
                     "lambda": [r["l1"] for r in config["model"]["regularizers"]
                                if r["target"] == "activity"],
@@ -215,7 +216,7 @@ def _claim(claim: dict, models: dict, spec: dict, stats) -> dict:
         model = models[claim["model"]]
         peak = np.array([m["best_test_accuracy"] for m in model["metrics"]])
         final = _values(model, "test_accuracy")
-        mean_curve = model["curves"]["val_accuracy"].mean(axis=0)
+        mean_curve = np.nanmean(model["curves"]["val_accuracy"], axis=0)
         peak_epoch = int(np.argmax(mean_curve)) + 1
         drop = peak - final
         p = 1.0 if np.all(drop == 0) else \

@@ -152,7 +152,8 @@ class Replica:
 def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[str],
               seeds: list[int] | None, runs_dir: Path, *, name: str | None = None,
               resume: bool = False, figures: bool = True, chunk: int = 16,
-              progress=None) -> tuple[Path, list[dict]]:
+              progress=None, backend: str = "local",
+              address: str | None = None) -> tuple[Path, list[dict]]:
     """Train every grid point (of every config) and seed; returns (sweep folder, rows)."""
     config_paths = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
     parsed = [parse_axis(text) for text in axes]
@@ -177,7 +178,7 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
     todo = [r for r in replicas if not r.folder.is_dir()]
     if todo:
         _check_custom(points)
-        _train(todo, folder, points, keys, seeds, figures, chunk, progress)
+        _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend, address)
     rows = write_summary(folder, points, keys, seeds)
     plot_sweep(folder, points, keys, seeds, rows)
     return folder, rows
@@ -190,7 +191,8 @@ def _check_custom(points: list[Point]) -> None:
         check_custom_regularizers(point.config, point.source)
 
 
-def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
+def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend="local",
+           address=None) -> None:
     from circlereg.data import load_split
     from circlereg.run import write_run
     from circlereg.train import ActivationProbe, floatx, structure_key, train_compiled
@@ -198,18 +200,27 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress) -> None:
     groups: dict[str, list[Replica]] = {}
     for replica in todo:
         groups.setdefault(structure_key(replica.config), []).append(replica)
-    # Sub-runs are written after each round of `workers` chunks: the unit a kill can lose.
-    per_round = chunk * WORKERS
-    batches = [group[i:i + per_round] for group in groups.values()
-               for i in range(0, len(group), per_round)]
-    for batch in batches:
-        start = time.perf_counter()
-        configs = [r.config for r in batch]
-        split = load_split(configs[0]["data"])
-        results = train_compiled(configs, split, progress=progress, chunk=chunk,
-                                 workers=WORKERS)
-        with floatx(configs[0]["train"]["dtype"]):
-            probe = ActivationProbe(configs[0])
+    # Locally, sub-runs are written after each round of WORKERS chunks (the unit a kill can
+    # lose); on Ray every chunk is a task of its own. Chunks are the same either way, so the
+    # numbers are too.
+    size = chunk * WORKERS if backend == "local" else chunk
+    batches = [group[i:i + size] for group in groups.values()
+               for i in range(0, len(group), size)]
+    splits = [load_split(batch[0].config["data"]) for batch in batches]
+    start = time.perf_counter()
+    if backend == "ray":
+        from circlereg.cluster import train_batches
+
+        finished = train_batches([[r.config for r in b] for b in batches], splits, chunk,
+                                 address, progress)
+    else:
+        finished = ((i, train_compiled([r.config for r in batch], splits[i], progress=progress,
+                                       chunk=chunk, workers=WORKERS))
+                    for i, batch in enumerate(batches))
+    for index, results in finished:
+        batch, split = batches[index], splits[index]
+        with floatx(batch[0].config["train"]["dtype"]):
+            probe = ActivationProbe(batch[0].config)
         for replica, result in zip(batch, results):
             replica.folder.parent.mkdir(parents=True, exist_ok=True)
             write_run(replica.config, split, result, replica.folder, start, probe=probe,
