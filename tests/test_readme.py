@@ -62,7 +62,9 @@ def test_key_table_defaults_are_the_schema_defaults():
 def test_commands_in_code_blocks_exist():
     commands = set(typer.main.get_command(app).commands)
     shown = {name for block in FENCE.findall(README)
-             for name in re.findall(r"\bcirclereg\s+([A-Za-z][\w-]*)", block)}
+             # command lines as typed (not program output that mentions circlereg)
+             for name in re.findall(r"(?m)^\s*(?:\$ )?(?:\.venv/bin/)?circlereg\s+([a-z][\w-]*)",
+                                    block)}
     assert shown, "README shows no circlereg commands"
     assert shown <= commands, f"not commands of circlereg: {sorted(shown - commands)}"
 
