@@ -34,15 +34,15 @@ def check_available(address: str | None) -> None:
     _ray(loopback=address is None)
 
 
-def _train_task(configs: list[dict], split, chunk: int):
+def _train_task(configs: list[dict], split, capacity: int):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from circlereg.train import train_compiled
 
-    return train_compiled(configs, split, chunk=chunk, workers=1)
+    return train_compiled(configs, split, chunk=capacity, workers=1, capacity=capacity)
 
 
-def train_batches(batches: list[list[dict]], splits: list, chunk: int, address: str | None,
-                  progress=None):
+def train_batches(batches: list[list[dict]], splits: list, capacities: list[int],
+                  address: str | None, progress=None):
     """Yield (batch index, results) as Ray tasks finish, in completion order."""
     ray = _ray(loopback=address is None)
     if not ray.is_initialized():
@@ -52,8 +52,9 @@ def train_batches(batches: list[list[dict]], splits: list, chunk: int, address: 
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
     # Each task takes a whole CPU: TensorFlow itself uses the cores it is given.
     remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_train_task)
-    pending = {remote.remote(configs, split, chunk): index
-               for index, (configs, split) in enumerate(zip(batches, splits))}
+    pending = {remote.remote(configs, split, capacity): index
+               for index, (configs, split, capacity) in enumerate(zip(batches, splits,
+                                                                      capacities))}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(done[0])

@@ -206,16 +206,23 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend=
     size = chunk * WORKERS if backend == "local" else chunk
     batches = [group[i:i + size] for group in groups.values()
                for i in range(0, len(group), size)]
+    # Chunk shape from the whole grid, not from what is left to train: a resumed sweep then
+    # trains each replica in a graph of the same shape as a sweep that ran straight through.
+    whole: dict[str, int] = {}
+    for point in points:
+        key = structure_key(point.config)
+        whole[key] = whole.get(key, 0) + len(seeds)
+    capacities = [min(chunk, whole[structure_key(batch[0].config)]) for batch in batches]
     splits = [load_split(batch[0].config["data"]) for batch in batches]
     start = time.perf_counter()
     if backend == "ray":
         from circlereg.cluster import train_batches
 
-        finished = train_batches([[r.config for r in b] for b in batches], splits, chunk,
+        finished = train_batches([[r.config for r in b] for b in batches], splits, capacities,
                                  address, progress)
     else:
         finished = ((i, train_compiled([r.config for r in batch], splits[i], progress=progress,
-                                       chunk=chunk, workers=WORKERS))
+                                       chunk=chunk, workers=WORKERS, capacity=capacities[i]))
                     for i, batch in enumerate(batches))
     for index, results in finished:
         batch, split = batches[index], splits[index]

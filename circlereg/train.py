@@ -102,20 +102,22 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def train_compiled(configs: list[dict], split: Split, progress=None, chunk: int = 16,
-                   workers: int = 2) -> list[Result]:
+                   workers: int = 2, capacity: int | None = None) -> list[Result]:
     """Train replicas that share a structure_key: chunks of `chunk` replicas, each chunk one
     compiled graph, `workers` chunks at a time (one per core; small graphs keep a core's
     caches warm, which beats one wide graph).
 
     `progress(replica_epochs)` is called as segments of the epoch loop finish; the loop then
     runs in a few compiled calls instead of one. A replica's result does not depend on which
-    chunk it trains in: the last chunk is padded to the same shape.
+    chunk it trains in, only on the chunk's shape: every chunk is padded to `capacity`
+    replicas (default: min(chunk, len(configs))), so a sweep that passes the same capacity
+    gets the same numbers however its replicas are split (resumed, or spread over Ray).
     """
     first = configs[0]
     assert all(structure_key(c) == structure_key(first) for c in configs), "mixed structures"
     with floatx(first["train"]["dtype"]):
         starts = [initial_state(c) for c in configs]
-        capacity = min(chunk, len(configs))
+        capacity = capacity or min(chunk, len(configs))
         batches = [list(range(i, min(i + capacity, len(configs))))
                    for i in range(0, len(configs), capacity)]
         trainers = queue.Queue()

@@ -84,3 +84,17 @@ def test_study_figures_are_reproduced(study_run):
     assert abs(metrics["test_accuracy"] - 58 / 70) <= 2 / 70 + 1e-6
     assert f"Train: {metrics['train_accuracy']:.3f}, Test: {metrics['test_accuracy']:.3f}" \
         in output
+
+
+def test_a_replica_trains_bit_identically_whatever_its_chunk_mates():
+    """What makes a resumed (or Ray) sweep equal a straight one: same chunk shape, same bits."""
+    base = study_config("l1_pre_relu", "train.epochs=300")
+    split = load_split(base["data"])
+    replicas = [with_seed(base, s) for s in (1, 2, 3)]
+    together = train_compiled(replicas, split, chunk=4, workers=1, capacity=4)
+    reordered = train_compiled([replicas[2], replicas[0]], split, chunk=4, workers=1, capacity=4)
+    for a, b in ((together[2], reordered[0]), (together[0], reordered[1])):
+        assert a.seed == b.seed
+        for curve in CURVES:
+            assert np.array_equal(a.history[curve], b.history[curve]), curve
+        assert a.final == b.final
