@@ -44,9 +44,9 @@ def build_model(config: dict) -> BuiltModel:
     dtype = config["train"]["dtype"]
     by_layer = {key: {item["layer"]: item for item in spec[key]}
                 for key in ("dropout", "batch_norm", "noise", "max_norm")}
-    model = keras.Sequential([keras.Input((2,), dtype=dtype)])
+    stack: list[keras.layers.Layer] = []
     if None in by_layer["noise"]:
-        model.add(layers.GaussianNoise(by_layer["noise"][None]["stddev"], name="input_noise",
+        stack.append(layers.GaussianNoise(by_layer["noise"][None]["stddev"], name="input_noise",
                                        dtype=dtype))
     hidden_outputs = []
     for index, width in enumerate(spec["hidden"]):
@@ -60,27 +60,29 @@ def build_model(config: dict) -> BuiltModel:
         pre, post = slot("activity", "pre_activation"), slot("activity", "post_activation")
         separate = pre is not None or (norm and norm["position"] == "before_activation")
         if not separate:
-            model.add(layers.Dense(width, activation=spec["activation"],
+            stack.append(layers.Dense(width, activation=spec["activation"],
                                    activity_regularizer=post, name=f"hidden_{index}", dtype=dtype,
                                    **weights))
         else:
-            model.add(layers.Dense(width, activation="linear", activity_regularizer=pre,
+            stack.append(layers.Dense(width, activation="linear", activity_regularizer=pre,
                                    name=f"hidden_{index}_linear", dtype=dtype, **weights))
             if norm:
-                model.add(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
-            model.add(layers.Activation(spec["activation"], activity_regularizer=post,
+                stack.append(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
+            stack.append(layers.Activation(spec["activation"], activity_regularizer=post,
                                         name=f"hidden_{index}", dtype=dtype))
         if norm and norm["position"] == "after_activation":
-            model.add(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
-        hidden_outputs.append(model.layers[-1].name)
+            stack.append(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
+        hidden_outputs.append(stack[-1].name)
         if index in by_layer["noise"]:
-            model.add(layers.GaussianNoise(by_layer["noise"][index]["stddev"],
+            stack.append(layers.GaussianNoise(by_layer["noise"][index]["stddev"],
                                            name=f"hidden_{index}_noise", dtype=dtype))
         if index in by_layer["dropout"]:
-            model.add(layers.Dropout(by_layer["dropout"][index]["rate"],
+            stack.append(layers.Dropout(by_layer["dropout"][index]["rate"],
                                      name=f"hidden_{index}_dropout", dtype=dtype))
-    model.add(layers.Dense(1, activation="sigmoid", name="output", dtype=dtype))
-    return BuiltModel(model, penalties, hidden_outputs)
+    stack.append(layers.Dense(1, activation="sigmoid", name="output", dtype=dtype))
+    # Built once with every layer: Sequential.add would rebuild the model after each layer.
+    return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]), penalties,
+                      hidden_outputs)
 
 
 def make_optimizer(train: dict) -> keras.optimizers.Optimizer:

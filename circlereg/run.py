@@ -34,12 +34,12 @@ def write_run(config: dict, split, result, final: Path, start: float, probe=None
     import keras
 
     from circlereg.regularizers import installed_convention
-    from circlereg.train import ActivationProbe, floatx
+    from circlereg.train import ActivationProbe
 
-    with floatx(config["train"]["dtype"]):
-        probe = probe or ActivationProbe(config)
-        activations = probe(result.weights, split.test_x)
-        model = probe.built.model  # holds result.weights now
+    # Every layer carries its dtype, so no global floatx is needed (sweeps write from a thread).
+    probe = probe or ActivationProbe(config)
+    activations = probe(result.weights, split.test_x)
+    model = probe.built.model  # holds result.weights now
     metrics = rundir.summarize(result, activations, time.perf_counter() - start)
 
     with rundir.atomic_dir(final) as scratch:

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,7 +196,7 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend=
            address=None) -> None:
     from circlereg.data import load_split
     from circlereg.run import write_run
-    from circlereg.train import ActivationProbe, floatx, structure_key, train_compiled
+    from circlereg.train import ActivationProbe, structure_key, train_compiled
 
     groups: dict[str, list[Replica]] = {}
     for replica in todo:
@@ -224,15 +225,26 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend=
         finished = ((i, train_compiled([r.config for r in batch], splits[i], progress=progress,
                                        chunk=chunk, workers=WORKERS, capacity=capacities[i]))
                     for i, batch in enumerate(batches))
-    for index, results in finished:
+
+    def write_batch(index: int, results: list) -> None:
         batch, split = batches[index], splits[index]
-        with floatx(batch[0].config["train"]["dtype"]):
-            probe = ActivationProbe(batch[0].config)
+        probe = ActivationProbe(batch[0].config)
         for replica, result in zip(batch, results):
             replica.folder.parent.mkdir(parents=True, exist_ok=True)
             write_run(replica.config, split, result, replica.folder, start, probe=probe,
                       figures=figures)
         write_summary(folder, points, keys, seeds)
+
+    # One writer thread: a batch's sub-runs are written while the next batch trains, in
+    # order, and an interrupted sweep still finishes writing the batch it had trained.
+    with ThreadPoolExecutor(1) as writer:
+        writing = None
+        for index, results in finished:
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(write_batch, index, results)
+        if writing is not None:
+            writing.result()
 
 
 def statistics(values: list[float]) -> dict:

@@ -30,6 +30,9 @@ from circlereg.data import Split  # noqa: E402
 from circlereg.model import BuiltModel, build_model, make_optimizer  # noqa: E402
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
+# Every ReplicaTrainer traces its own functions by design; TensorFlow's "excessive retracing"
+# warning about that is noise here.
+tf.get_logger().setLevel("ERROR")
 
 
 @dataclass
@@ -89,8 +92,8 @@ def bound_strengths(built: BuiltModel, strengths):
 
 
 def replica_map(fn, elems):
-    """tf.vectorized_map over the replica axis; a lone replica is called directly, which keeps
-    its graph (and its float rounding) the same as model.fit's."""
+    """tf.vectorized_map over the replica axis; a lone replica (a plain `circlereg run`) is
+    called directly, with nothing to vectorize."""
     if tf.nest.flatten(elems)[0].shape[0] == 1:
         out = fn(tf.nest.map_structure(lambda t: t[0], elems))
         return tf.nest.map_structure(lambda t: tf.expand_dims(t, 0), out)
