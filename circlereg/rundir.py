@@ -26,9 +26,13 @@ from circlereg.config import config_hash
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
+def utc_stamp() -> str:
+    """The run and sweep folders' time prefix; sorts in time order."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
 def run_path(runs_dir: Path, config: dict) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return Path(runs_dir) / config["name"] / f"{stamp}-{config_hash(config)}"
+    return Path(runs_dir) / config["name"] / f"{utc_stamp()}-{config_hash(config)}"
 
 
 @contextmanager

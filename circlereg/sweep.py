@@ -21,13 +21,13 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from circlereg.config import ConfigError, config_hash, load, parse_scalar, with_seed
+from circlereg.rundir import utc_stamp
 
 GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
@@ -138,8 +138,7 @@ def sweep_folder(runs_dir: Path, name: str, spec: dict, resume: bool) -> Path:
         earlier = sorted(parent.glob(f"*-{digest}")) if parent.is_dir() else []
         if earlier:
             return earlier[-1]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return parent / f"{stamp}-{digest}"
+    return parent / f"{utc_stamp()}-{digest}"
 
 
 @dataclass

@@ -26,6 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from circlereg.config import config_hash  # noqa: E402
 from circlereg.data import Split  # noqa: E402
 from circlereg.model import BuiltModel, build_model, make_optimizer  # noqa: E402
 
@@ -59,8 +60,6 @@ def initial_state(config: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def structure_key(config: dict) -> str:
     """Configs with equal keys can train as replicas of one graph: everything but the
     seed and the penalty strengths."""
-    from circlereg.config import config_hash
-
     shape = {**config, "name": None, "train": {**config["train"], "seed": None},
              "model": {**config["model"], "regularizers": [
                  {**reg, "l1": None, "l2": None} for reg in config["model"]["regularizers"]]}}
