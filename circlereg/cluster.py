@@ -34,16 +34,16 @@ def check_available(address: str | None) -> None:
     _ray(loopback=address is None)
 
 
-def _train_task(configs: list[dict], split, capacity: int):
+def _train_task(chunk):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from circlereg.train import train_compiled
+    from circlereg.train import train_chunks
 
-    return train_compiled(configs, split, chunk=capacity, workers=1, capacity=capacity)
+    # A Ray worker process is reused across tasks, and keeps its compiled trainers.
+    return dict(train_chunks([chunk], workers=1))[0]
 
 
-def train_batches(batches: list[list[dict]], splits: list, capacities: list[int],
-                  address: str | None, progress=None):
-    """Yield (batch index, results) as Ray tasks finish, in completion order."""
+def train_batches(chunks: list, address: str | None, progress=None):
+    """Yield (chunk index, results) as Ray tasks finish, in completion order."""
     ray = _ray(loopback=address is None)
     if not ray.is_initialized():
         if address:
@@ -52,13 +52,11 @@ def train_batches(batches: list[list[dict]], splits: list, capacities: list[int]
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
     # Each task takes a whole CPU: TensorFlow itself uses the cores it is given.
     remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_train_task)
-    pending = {remote.remote(configs, split, capacity): index
-               for index, (configs, split, capacity) in enumerate(zip(batches, splits,
-                                                                      capacities))}
+    pending = {remote.remote(chunk): index for index, chunk in enumerate(chunks)}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(done[0])
         results = ray.get(done[0])
         if progress is not None:
-            progress(sum(c["train"]["epochs"] for c in batches[index]))
+            progress(sum(c["train"]["epochs"] for c in chunks[index].configs))
         yield index, results

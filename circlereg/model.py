@@ -11,6 +11,7 @@ activation's output (on the Dense itself when nothing is pre-activation).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import keras
@@ -35,9 +36,21 @@ def _slot(regularizers: list[dict], penalties: list[Penalty], target: str, layer
     return None
 
 
-def build_model(config: dict) -> BuiltModel:
+# Keras draws each initializer's seed from Python's global random state when a layer is
+# made, so seeding and building must not interleave with another thread's building.
+BUILD_LOCK = threading.RLock()
+
+
+def build_model(config: dict, seed: int | None = None) -> BuiltModel:
     """A resolved config -> a built Keras model with its penalties, noise, dropout, batch norm
-    and constraints attached."""
+    and constraints attached; with `seed`, Keras is seeded first, as the study does."""
+    with BUILD_LOCK:
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        return _build(config)
+
+
+def _build(config: dict) -> BuiltModel:
     spec = config["model"]
     regularizers = spec["regularizers"]
     penalties = [penalty_from_config(reg) for reg in regularizers]

@@ -176,11 +176,13 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
     replicas = [Replica(p, s, with_seed(p.config, s), folder / p.folder / f"seed_{s}")
                 for p in points for s in seeds]
     todo = [r for r in replicas if not r.folder.is_dir()]
+    trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading back
     if todo:
         _check_custom(points)
-        _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend, address)
+        trained = _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend,
+                         address)
     rows = write_summary(folder, points, keys, seeds)
-    plot_sweep(folder, points, keys, seeds, rows)
+    plot_sweep(folder, points, keys, seeds, rows, trained)
     return folder, rows
 
 
@@ -192,50 +194,50 @@ def _check_custom(points: list[Point]) -> None:
 
 
 def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend="local",
-           address=None) -> None:
+           address=None) -> dict[Path, dict]:
     from circlereg.data import load_split
     from circlereg.run import write_run
-    from circlereg.train import ActivationProbe, structure_key, train_compiled
+    from circlereg.train import ActivationProbe, Chunk, structure_key, train_chunks
 
     groups: dict[str, list[Replica]] = {}
     for replica in todo:
         groups.setdefault(structure_key(replica.config), []).append(replica)
-    # Locally, sub-runs are written after each round of WORKERS chunks (the unit a kill can
-    # lose); on Ray every chunk is a task of its own. Chunks are the same either way, so the
-    # numbers are too.
-    size = chunk * WORKERS if backend == "local" else chunk
-    batches = [group[i:i + size] for group in groups.values()
-               for i in range(0, len(group), size)]
     # Chunk shape from the whole grid, not from what is left to train: a resumed sweep then
     # trains each replica in a graph of the same shape as a sweep that ran straight through.
     whole: dict[str, int] = {}
     for point in points:
         key = structure_key(point.config)
         whole[key] = whole.get(key, 0) + len(seeds)
-    capacities = [min(chunk, whole[structure_key(batch[0].config)]) for batch in batches]
-    splits = [load_split(batch[0].config["data"]) for batch in batches]
+    batches, chunks = [], []
+    for key, group in groups.items():
+        split = load_split(group[0].config["data"])
+        for i in range(0, len(group), chunk):
+            batches.append(group[i:i + chunk])
+            chunks.append(Chunk([r.config for r in batches[-1]], split, min(chunk, whole[key])))
     start = time.perf_counter()
     if backend == "ray":
         from circlereg.cluster import train_batches
 
-        finished = train_batches([[r.config for r in b] for b in batches], splits, capacities,
-                                 address, progress)
+        finished = train_batches(chunks, address, progress)
     else:
-        finished = ((i, train_compiled([r.config for r in batch], splits[i], progress=progress,
-                                       chunk=chunk, workers=WORKERS, capacity=capacities[i]))
-                    for i, batch in enumerate(batches))
+        finished = train_chunks(chunks, progress=progress, workers=WORKERS)
+
+    probes: dict[str, ActivationProbe] = {}  # one per structure, built in the writer thread
+    trained: dict[Path, dict] = {}
 
     def write_batch(index: int, results: list) -> None:
-        batch, split = batches[index], splits[index]
-        probe = ActivationProbe(batch[0].config)
+        batch, split = batches[index], chunks[index].split
+        key = structure_key(batch[0].config)
+        probe = probes[key] = probes.get(key) or ActivationProbe(batch[0].config)
         for replica, result in zip(batch, results):
             replica.folder.parent.mkdir(parents=True, exist_ok=True)
             write_run(replica.config, split, result, replica.folder, start, probe=probe,
                       figures=figures)
+            trained[replica.folder] = result.history
         write_summary(folder, points, keys, seeds)
 
-    # One writer thread: a batch's sub-runs are written while the next batch trains, in
-    # order, and an interrupted sweep still finishes writing the batch it had trained.
+    # One writer thread: a chunk's sub-runs are written while later chunks train, and an
+    # interrupted sweep still finishes writing the chunk it had trained.
     with ThreadPoolExecutor(1) as writer:
         writing = None
         for index, results in finished:
@@ -244,6 +246,7 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend=
             writing = writer.submit(write_batch, index, results)
         if writing is not None:
             writing.result()
+    return trained
 
 
 def statistics(values: list[float]) -> dict:
@@ -309,7 +312,8 @@ def read_summary(path: Path) -> list[dict]:
 
 
 def plot_sweep(folder: Path, points: list[Point], keys: list[str], seeds: list[int],
-               rows: list[dict]) -> None:
+               rows: list[dict], trained: dict[Path, dict] | None = None) -> None:
+    """The sweep's plots; `trained` holds histories already in memory, by sub-run folder."""
     from circlereg import plots
     from circlereg.rundir import read_history
 
@@ -323,8 +327,9 @@ def plot_sweep(folder: Path, points: list[Point], keys: list[str], seeds: list[i
                                    folder / f"accuracy_vs_{key}.png")
     curves = []
     for point in points:
-        histories = [read_history(folder / point.folder / f"seed_{s}" / "history.csv")
-                     for s in seeds if (folder / point.folder / f"seed_{s}").is_dir()]
+        runs = [folder / point.folder / f"seed_{s}" for s in seeds]
+        histories = [(trained or {}).get(run) or read_history(run / "history.csv")
+                     for run in runs if run.is_dir()]
         if histories:
             label = ", ".join(f"{k.rsplit('.', 1)[-1]}={point.params[k]}" for k in keys)
             curves.append((label or point.folder, histories))

@@ -13,9 +13,14 @@ batches of `batch_size` as Keras does (which matters for a summed activity penal
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import itertools
 import os
 import queue
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,12 +33,12 @@ import tensorflow as tf  # noqa: E402
 
 from circlereg.config import config_hash  # noqa: E402
 from circlereg.data import Split  # noqa: E402
-from circlereg.model import BuiltModel, build_model, make_optimizer  # noqa: E402
+from circlereg.model import BUILD_LOCK, BuiltModel, build_model, make_optimizer  # noqa: E402
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Every ReplicaTrainer traces its own functions by design; TensorFlow's "excessive retracing"
 # warning about that is noise here.
-tf.get_logger().setLevel("ERROR")
+tf.get_logger().setLevel("ERROR" if not os.environ.get("CR_DEBUG") else "INFO")
 
 
 @dataclass
@@ -51,10 +56,10 @@ class Result:
 def initial_state(config: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """What Keras initialises for this config's seed (the same in both engines): trainable
     values, and non-trainable ones (batch-norm statistics, dropout/noise seed states)."""
-    keras.utils.set_random_seed(config["train"]["seed"])
-    model = build_model(config).model
-    return ([v.numpy() for v in model.trainable_variables],
-            [v.numpy() for v in model.non_trainable_variables])
+    with BUILD_LOCK, floatx(config["train"]["dtype"]):
+        model = build_model(config, seed=config["train"]["seed"]).model
+        return ([v.numpy() for v in model.trainable_variables],
+                [v.numpy() for v in model.non_trainable_variables])
 
 
 def structure_key(config: dict) -> str:
@@ -103,49 +108,144 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+@dataclass
+class Chunk:
+    """Replicas of one structure_key trained together in one compiled graph of `capacity`
+    replicas (padded when fewer)."""
+
+    configs: list[dict]
+    split: Split
+    capacity: int
+
+
 def train_compiled(configs: list[dict], split: Split, progress=None, chunk: int = 16,
                    workers: int = 2, capacity: int | None = None) -> list[Result]:
-    """Train replicas that share a structure_key: chunks of `chunk` replicas, each chunk one
-    compiled graph, `workers` chunks at a time (one per core; small graphs keep a core's
-    caches warm, which beats one wide graph).
+    """Train replicas that share a structure_key, in chunks of `chunk`; results in order.
 
-    `progress(replica_epochs)` is called as segments of the epoch loop finish; the loop then
-    runs in a few compiled calls instead of one. A replica's result does not depend on which
-    chunk it trains in, only on the chunk's shape: every chunk is padded to `capacity`
-    replicas (default: min(chunk, len(configs))), so a sweep that passes the same capacity
-    gets the same numbers however its replicas are split (resumed, or spread over Ray).
+    A replica's result does not depend on which chunk it trains in, only on the chunk's
+    shape: every chunk is padded to `capacity` replicas (default: min(chunk, len(configs))),
+    so a sweep that passes the same capacity gets the same numbers however its replicas are
+    split (resumed, or spread over Ray).
     """
-    first = configs[0]
-    assert all(structure_key(c) == structure_key(first) for c in configs), "mixed structures"
-    with floatx(first["train"]["dtype"]):
-        starts = [initial_state(c) for c in configs]
-        capacity = capacity or min(chunk, len(configs))
-        batches = [list(range(i, min(i + capacity, len(configs))))
-                   for i in range(0, len(configs), capacity)]
-        trainers = queue.Queue()
-        for _ in range(min(workers, len(batches))):
-            trainers.put(ReplicaTrainer(first, split, capacity))
+    capacity = capacity or min(chunk, len(configs))
+    chunks = [Chunk(configs[i:i + capacity], split, capacity)
+              for i in range(0, len(configs), capacity)]
+    done = dict(train_chunks(chunks, progress, workers))
+    return [result for i in range(len(chunks)) for result in done[i]]
 
-        def train_batch(batch: list[int]) -> list[Result]:
-            trainer = trainers.get()
+
+def train_chunks(chunks: list[Chunk], progress=None,
+                 workers: int = 2) -> Iterator[tuple[int, list[Result]]]:
+    """Train chunks (of any structures), `workers` at a time; yields (chunk index, results)
+    as each finishes. Small graphs, one per core, keep a core's caches warm, which beats one
+    wide graph. Initial weights are built ahead, in one thread, while earlier chunks train.
+
+    Building a trainer (tracing and compiling) costs about as much as training a chunk, so
+    a free worker takes a chunk an idle trainer fits; else it builds a trainer for a
+    structure no worker is on, or one with more chunks waiting than trainers busy on it;
+    else it waits for a trainer to come free.
+
+    `progress(replica_epochs)` is called as segments of each chunk's epoch loop finish.
+    """
+    keys = [_trainer_key(chunk) for chunk in chunks]
+    # Expected training order (structures interleaved), so initial weights are ready in time.
+    by_key: dict[tuple, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_key.setdefault(key, []).append(index)
+    order = [i for batch in itertools.zip_longest(*by_key.values()) for i in batch
+             if i is not None]
+    pending, busy = list(order), collections.Counter()
+    changed, finished, stop = threading.Condition(), queue.Queue(), threading.Event()
+
+    def take() -> tuple[int, ReplicaTrainer | None] | None:
+        """The next chunk, with an idle trainer that fits it (None: build one)."""
+        with changed:
+            while not stop.is_set() and pending:
+                with _IDLE_LOCK:
+                    index = next((i for i in pending if _IDLE.get(keys[i])), None)
+                    trainer = _IDLE[keys[index]].pop() if index is not None else None
+                if index is None:  # build a trainer: first for a structure nobody is on
+                    index = next((i for i in pending if not busy[keys[i]]), None)
+                if index is None:  # or where more chunks wait than busy trainers will take
+                    waiting = collections.Counter(keys[i] for i in pending)
+                    index = next((i for i in pending if waiting[keys[i]] > busy[keys[i]]), None)
+                if index is not None:
+                    pending.remove(index)
+                    busy[keys[index]] += 1
+                    return index, trainer
+                changed.wait()
+            return None
+
+    def work() -> None:
+        while (taken := take()) is not None:
+            index, trainer = taken
+            chunk = chunks[index]
             try:
-                return trainer.train([configs[i] for i in batch], [starts[i] for i in batch],
-                                     progress)
+                trainer = trainer or ReplicaTrainer(chunk.configs[0], chunk.split,
+                                                    chunk.capacity)
+                results = trainer.train(chunk.configs, starts[index].result(), progress)
+                _release(keys[index], trainer)
+                finished.put((index, results, None))
+            except BaseException as err:  # handed to the consuming thread, which raises it
+                stop.set()
+                finished.put((index, None, err))
+                return
             finally:
-                trainers.put(trainer)
+                with changed:
+                    busy[keys[index]] -= 1
+                    changed.notify_all()
 
-        if len(batches) == 1:
-            return train_batch(batches[0])
-        with ThreadPoolExecutor(trainers.qsize()) as pool:
-            return [r for results in pool.map(train_batch, batches) for r in results]
+    with ThreadPoolExecutor(1) as builder:
+        starts = {i: builder.submit(lambda c: [initial_state(x) for x in c.configs], chunks[i])
+                  for i in order}
+        threads = [threading.Thread(target=work, daemon=True)
+                   for _ in range(min(workers, len(chunks)))]
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in chunks:
+                index, results, err = finished.get()
+                if err is not None:
+                    raise err
+                yield index, results
+        finally:  # done, interrupted or failed: start nothing new, let running chunks end
+            with changed:
+                stop.set()
+                changed.notify_all()
+            for future in starts.values():
+                future.cancel()
+            for thread in threads:
+                thread.join()
 
 
-def _segments(epochs: int, progress) -> list[int]:
-    """Equal segments (each distinct length is one more XLA compile): up to 8 of them."""
-    if progress is None or epochs < 400:
-        return [epochs]
-    parts = next(k for k in range(8, 0, -1) if epochs % k == 0)
-    return [epochs // parts] * parts
+# Compiled trainers kept for reuse by later chunks, sweeps and repeats in this process:
+# tracing and compiling one costs seconds, training a chunk on it about as much.
+_IDLE: dict[tuple, list[ReplicaTrainer]] = {}
+_IDLE_LOCK = threading.Lock()
+_IDLE_MAX = 8
+
+
+def _trainer_key(chunk: Chunk) -> tuple:
+    split = chunk.split
+    digest = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in (
+        split.train_x, split.train_y, split.test_x, split.test_y))).hexdigest()
+    return structure_key(chunk.configs[0]), chunk.capacity, digest
+
+
+def _release(key: tuple, trainer: ReplicaTrainer) -> None:
+    with _IDLE_LOCK:
+        _IDLE[key] = [*_IDLE.pop(key, []), trainer]  # now the most recently used
+        while sum(map(len, _IDLE.values())) > _IDLE_MAX:  # the oldest key goes first
+            oldest = next(k for k, idle in _IDLE.items() if idle)
+            _IDLE[oldest].pop(0)
+            if not _IDLE[oldest]:
+                del _IDLE[oldest]
+
+
+def _segments(epochs: int, parts: int = 8) -> list[int]:
+    """The epoch loop in up to `parts` calls, so a progress bar moves."""
+    size = -(-epochs // parts)
+    return [min(size, epochs - start) for start in range(0, epochs, size)]
 
 
 class ReplicaTrainer:
@@ -155,6 +255,12 @@ class ReplicaTrainer:
     compiles once."""
 
     def __init__(self, config: dict, split: Split, capacity: int):
+        # Keras reads its global floatx while building and tracing; other threads may be
+        # building for another dtype.
+        with BUILD_LOCK, floatx(config["train"]["dtype"]):
+            self._setup(config, split, capacity)
+
+    def _setup(self, config: dict, split: Split, capacity: int) -> None:
         train_cfg = config["train"]
         self.config, self.capacity = config, capacity
         self.epochs, self.batch_size = train_cfg["epochs"], train_cfg["batch_size"]
@@ -189,10 +295,19 @@ class ReplicaTrainer:
         self.optimizer.build(self.stacked)
         # Moments, step count and learning rate as built: restored before every chunk.
         self.optimizer_start = [v.numpy() for v in self.optimizer.variables]
-        self.run = tf.function(self._run, jit_compile=True)
+        self.run = tf.function(self._run, jit_compile=True, autograph=False)
         # Separate calls: reads of the variables after a while_loop are not ordered after it.
-        self.final = tf.function(self._final, jit_compile=True)
-        self.restore = tf.function(self._restore_best, jit_compile=True)
+        self.final = tf.function(self._final, jit_compile=True, autograph=False)
+        self.restore = tf.function(self._restore_best, jit_compile=True, autograph=False)
+        # AutoGraph is off: the Python control flow here is all fixed at trace time, and
+        # converting Keras' code costs more than half of the tracing.
+        # One trace for every segment: the trip count is a tensor. (A Python int would let
+        # XLA unroll the loop: minutes of compiling, and slower code.)
+        self.segment = _segments(self.epochs)[0]
+        self.run.get_concrete_function(tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
+        self.final.get_concrete_function()
+        if self.early["enabled"] and self.early["restore_best_weights"]:
+            self.restore.get_concrete_function()
 
     def train(self, configs: list[dict], starts: list, progress) -> list[Result]:
         pad = self.capacity - len(configs)
@@ -215,8 +330,8 @@ class ReplicaTrainer:
 
         start = time.perf_counter()
         done, parts = 0, []
-        for count in _segments(self.epochs, progress):
-            parts.append(self.run(tf.constant(done), count))
+        for count in _segments(self.epochs):
+            parts.append([c[:count] for c in self.run(tf.constant(done), tf.constant(count))])
             done += count
             if progress is not None:
                 progress(count * len(configs))
@@ -295,21 +410,23 @@ class ReplicaTrainer:
             order = tf.zeros((self.capacity, 1), tf.int32)
         for start, stop in steps:
             before = [v.value for v in self.stacked + self.state]
-            with tf.GradientTape() as tape:
-                weights = [v.value for v in self.stacked]
-                tape.watch(weights)
 
-                def one(args, start=start, stop=stop):
-                    w, st, s, idx, x, y = args
-                    if len(steps) > 1:
-                        x, y = tf.gather(x, idx[start:stop]), tf.gather(y, idx[start:stop])
-                    return self._forward(w, st, s, x, y, training=True)
+            def one(args, start=start, stop=stop):
+                w, st, s, idx, x, y = args
+                if len(steps) > 1:
+                    x, y = tf.gather(x, idx[start:stop]), tf.gather(y, idx[start:stop])
+                # Each replica's gradient inside the vectorized function: a gradient taken
+                # through it would make XLA treat the weights as compile-time constants,
+                # recompiling on every call.
+                with tf.GradientTape() as tape:
+                    tape.watch(w)
+                    loss, hits, state = self._forward(w, st, s, x, y, training=True)
+                return loss, hits, state, tape.gradient(loss, w)
 
-                loss, hits, state = replica_map(one, (
-                    weights, [v.value for v in self.state], self.strengths, order,
-                    self._per_replica(tx), self._per_replica(ty)))
-                total = tf.reduce_sum(loss)
-            self.optimizer.apply(tape.gradient(total, weights), self.stacked)
+            loss, hits, state, grads = replica_map(one, (
+                [v.value for v in self.stacked], [v.value for v in self.state], self.strengths,
+                order, self._per_replica(tx), self._per_replica(ty)))
+            self.optimizer.apply(grads, self.stacked)
             for variable, value in zip(self.state, state):
                 variable.assign(value)
             for variable, constraint in zip(self.stacked, self.constraints):
@@ -359,7 +476,7 @@ class ReplicaTrainer:
                 self._early_stopping(epoch, values)
             return i + 1, [c.write(i, v) for c, v in zip(curves, values)]
 
-        curves = [tf.TensorArray(self.dtype, size=count) for _ in CURVES]
+        curves = [tf.TensorArray(self.dtype, size=self.segment) for _ in CURVES]
         _, curves = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), curves))
         return [c.stack() for c in curves]
 
@@ -386,8 +503,7 @@ def train_fit(config: dict, split: Split) -> Result:
 
 def _train_fit(config: dict, split: Split) -> Result:
     train_cfg = config["train"]
-    keras.utils.set_random_seed(train_cfg["seed"])
-    model = build_model(config).model
+    model = build_model(config, seed=train_cfg["seed"]).model
     model.compile(loss="binary_crossentropy", optimizer=make_optimizer(train_cfg),
                   metrics=["accuracy"])
     early = config["early_stopping"]
