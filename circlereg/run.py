@@ -40,6 +40,9 @@ def write_run(config: dict, split, result, final: Path, start: float, probe=None
     probe = probe or ActivationProbe(config)
     activations = probe(result.weights, split.test_x)
     model = probe.built.model  # holds result.weights now
+    # A shared probe was built for another strength: model.keras must carry this run's.
+    for penalty, reg in zip(probe.built.penalties, config["model"]["regularizers"]):
+        penalty.l1, penalty.l2 = reg["l1"], reg["l2"]
     metrics = rundir.summarize(result, activations, time.perf_counter() - start)
 
     with rundir.atomic_dir(final) as scratch:

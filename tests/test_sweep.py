@@ -101,6 +101,15 @@ def test_sweep_writes_summary_plots_and_sub_runs(tmp_path):
         assert float(row["test_accuracy_min"]) <= float(row["test_accuracy_mean"]) \
             <= float(row["test_accuracy_max"])
     assert "p000 " in result.output and "sweep: " in result.output
+    # Sub-runs of one model shape share a probe model; each model.keras keeps its own strength.
+    import keras
+
+    import circlereg.regularizers  # noqa: F401  (registers Penalty for loading)
+    for point, l1 in (("p000", 1e-4), ("p002", 1e-3)):
+        model = keras.saving.load_model(folder / point / "seed_2" / "model.keras")
+        (penalty,) = [layer.activity_regularizer for layer in model.layers
+                      if layer.activity_regularizer is not None]
+        assert penalty.get_config()["l1"] == pytest.approx(l1)
 
 
 def test_sweep_killed_then_resumed_matches_a_straight_run(tmp_path):
