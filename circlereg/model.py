@@ -47,10 +47,30 @@ def build_model(config: dict, seed: int | None = None) -> BuiltModel:
     with BUILD_LOCK:
         if seed is not None:
             keras.utils.set_random_seed(seed)
-        return _build(config)
+        stack, penalties, hidden_outputs = _layers(config)
+        # Built once with every layer: Sequential.add would rebuild the model after each one.
+        dtype = config["train"]["dtype"]
+        return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]),
+                          penalties, hidden_outputs)
 
 
-def _build(config: dict) -> BuiltModel:
+def initial_weights(config: dict) -> tuple[list, list]:
+    """The (trainable, non-trainable) variables `build_model(config, seed)` would start
+    from, for the config's seed. A third cheaper: the layers are built on their input shape
+    alone, without a symbolic model (the values depend only on the seeded construction)."""
+    with BUILD_LOCK:
+        keras.utils.set_random_seed(config["train"]["seed"])
+        stack, _, _ = _layers(config)
+        trainable, non_trainable, shape = [], [], (None, 2)
+        for layer in stack:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+            trainable += layer.trainable_variables
+            non_trainable += layer.non_trainable_variables
+        return trainable, non_trainable
+
+
+def _layers(config: dict) -> tuple[list[keras.layers.Layer], list[Penalty], list[str]]:
     spec = config["model"]
     regularizers = spec["regularizers"]
     penalties = [penalty_from_config(reg) for reg in regularizers]
@@ -93,9 +113,7 @@ def _build(config: dict) -> BuiltModel:
             stack.append(layers.Dropout(by_layer["dropout"][index]["rate"],
                                      name=f"hidden_{index}_dropout", dtype=dtype))
     stack.append(layers.Dense(1, activation="sigmoid", name="output", dtype=dtype))
-    # Built once with every layer: Sequential.add would rebuild the model after each layer.
-    return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]), penalties,
-                      hidden_outputs)
+    return stack, penalties, hidden_outputs
 
 
 def make_optimizer(train: dict) -> keras.optimizers.Optimizer:

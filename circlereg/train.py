@@ -33,7 +33,13 @@ import tensorflow as tf  # noqa: E402
 
 from circlereg.config import config_hash  # noqa: E402
 from circlereg.data import Split  # noqa: E402
-from circlereg.model import BUILD_LOCK, BuiltModel, build_model, make_optimizer  # noqa: E402
+from circlereg.model import (  # noqa: E402
+    BUILD_LOCK,
+    BuiltModel,
+    build_model,
+    initial_weights,
+    make_optimizer,
+)
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Every ReplicaTrainer traces its own functions by design; TensorFlow's "excessive retracing"
@@ -57,9 +63,8 @@ def initial_state(config: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """What Keras initialises for this config's seed (the same in both engines): trainable
     values, and non-trainable ones (batch-norm statistics, dropout/noise seed states)."""
     with BUILD_LOCK, floatx(config["train"]["dtype"]):
-        model = build_model(config, seed=config["train"]["seed"]).model
-        return ([v.numpy() for v in model.trainable_variables],
-                [v.numpy() for v in model.non_trainable_variables])
+        trainable, non_trainable = initial_weights(config)
+        return [v.numpy() for v in trainable], [v.numpy() for v in non_trainable]
 
 
 def structure_key(config: dict) -> str:

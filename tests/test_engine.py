@@ -5,7 +5,8 @@ import pytest
 
 from circlereg.config import load, with_seed
 from circlereg.data import load_split
-from circlereg.train import CURVES, train_compiled, train_fit
+from circlereg.model import build_model
+from circlereg.train import CURVES, floatx, initial_state, train_compiled, train_fit
 
 from .conftest import CONFIGS
 
@@ -98,3 +99,17 @@ def test_a_replica_trains_bit_identically_whatever_its_chunk_mates():
         for curve in CURVES:
             assert np.array_equal(a.history[curve], b.history[curve]), curve
         assert a.final == b.final
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_initial_state_is_what_the_seeded_model_starts_from(name, dtype):
+    """initial_state builds layers alone (cheaper); it must equal the full model's start."""
+    config = load(CONFIGS / f"{name}.yaml", [f"train.dtype={dtype}", "train.seed=7"])
+    trainable, state = initial_state(config)
+    with floatx(dtype):
+        model = build_model(config, seed=7).model
+    expected = [v.numpy() for v in model.trainable_variables + model.non_trainable_variables]
+    assert len(trainable + state) == len(expected)
+    for ours, theirs in zip(trainable + state, expected):
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
