@@ -142,29 +142,39 @@ def measure(spec: dict, progress=None) -> dict:
     from circlereg.train import ActivationProbe, floatx, train_compiled
 
     seeds = list(range(1, spec["seeds"] + 1))
-    cache: dict[str, dict] = {}
-    measured: dict[str, dict] = {c: {} for c in CONVENTIONS}
+    configs: dict[str, dict] = {}  # one per distinct config: no convention changes a baseline
+    placed: dict[str, dict[str, str]] = {c: {} for c in CONVENTIONS}
     for convention in CONVENTIONS:
         for name, model in spec["models"].items():
             config = under_convention(model["config"], convention)
-            key = config_hash(config)
-            if key not in cache:
-                split = load_split(config["data"])
-                results = train_compiled([with_seed(config, s) for s in seeds], split,
-                                         progress=progress)
-                with floatx(config["train"]["dtype"]):
-                    probe = ActivationProbe(config)
-                    metrics = [summarize(r, probe(r.weights, split.test_x), r.train_seconds)
-                               for r in results]
-                cache[key] = {
-                    "metrics": metrics,
-                    "curves": {c: plots.padded([r.history[c] for r in results])
-                               for c in ("accuracy", "val_accuracy")},
-                    "lambda": [r["l1"] for r in config["model"]["regularizers"]
-                               if r["target"] == "activity"],
-                }
-            measured[convention][name] = cache[key]
-    return measured
+            placed[convention][name] = config_hash(config)
+            configs.setdefault(placed[convention][name], config)
+    # Every config and seed in one call, so both workers stay busy across the models.
+    by_data: dict[str, list[str]] = {}
+    for key, config in configs.items():
+        by_data.setdefault(config_hash(config["data"]), []).append(key)
+    results: dict[str, list] = {}
+    for keys in by_data.values():
+        split = load_split(configs[keys[0]]["data"])
+        trained = train_compiled([with_seed(configs[k], s) for k in keys for s in seeds], split,
+                                 progress=progress)
+        for i, key in enumerate(keys):
+            results[key] = trained[i * len(seeds):(i + 1) * len(seeds)]
+    cache: dict[str, dict] = {}
+    for key, config in configs.items():
+        split = load_split(config["data"])
+        with floatx(config["train"]["dtype"]):
+            probe = ActivationProbe(config)
+            metrics = [summarize(r, probe(r.weights, split.test_x), r.train_seconds)
+                       for r in results[key]]
+        cache[key] = {
+            "metrics": metrics,
+            "curves": {c: plots.padded([r.history[c] for r in results[key]])
+                       for c in ("accuracy", "val_accuracy")},
+            "lambda": [r["l1"] for r in config["model"]["regularizers"]
+                       if r["target"] == "activity"],
+        }
+    return {c: {name: cache[key] for name, key in placed[c].items()} for c in CONVENTIONS}
 
 
 def _values(measurement: dict, metric: str) -> np.ndarray:

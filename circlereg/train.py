@@ -125,18 +125,28 @@ class Chunk:
 
 def train_compiled(configs: list[dict], split: Split, progress=None, chunk: int = 16,
                    workers: int = 2, capacity: int | None = None) -> list[Result]:
-    """Train replicas that share a structure_key, in chunks of `chunk`; results in order.
+    """Train replicas of any structures on one split; results in the order given.
 
-    A replica's result does not depend on which chunk it trains in, only on the chunk's
-    shape: every chunk is padded to `capacity` replicas (default: min(chunk, len(configs))),
-    so a sweep that passes the same capacity gets the same numbers however its replicas are
-    split (resumed, or spread over Ray).
+    Replicas sharing a structure_key train in chunks of `chunk`. A replica's result does
+    not depend on which chunk it trains in, only on the chunk's shape: every chunk is padded
+    to `capacity` replicas (default: min(chunk, replicas of its structure)), so a sweep that
+    passes the same capacity gets the same numbers however its replicas are split (resumed,
+    or spread over Ray).
     """
-    capacity = capacity or min(chunk, len(configs))
-    chunks = [Chunk(configs[i:i + capacity], split, capacity)
-              for i in range(0, len(configs), capacity)]
-    done = dict(train_chunks(chunks, progress, workers))
-    return [result for i in range(len(chunks)) for result in done[i]]
+    groups: dict[str, list[int]] = {}
+    for index, config in enumerate(configs):
+        groups.setdefault(structure_key(config), []).append(index)
+    chunks, members = [], []
+    for indices in groups.values():
+        size = capacity or min(chunk, len(indices))
+        for start in range(0, len(indices), size):
+            members.append(indices[start:start + size])
+            chunks.append(Chunk([configs[i] for i in members[-1]], split, size))
+    results: list[Result | None] = [None] * len(configs)
+    for index, trained in train_chunks(chunks, progress, workers):
+        for i, result in zip(members[index], trained):
+            results[i] = result
+    return results
 
 
 def train_chunks(chunks: list[Chunk], progress=None,
