@@ -44,7 +44,7 @@ from circlereg.model import (  # noqa: E402
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Every ReplicaTrainer traces its own functions by design; TensorFlow's "excessive retracing"
 # warning about that is noise here.
-tf.get_logger().setLevel("ERROR" if not os.environ.get("CR_DEBUG") else "INFO")
+tf.get_logger().setLevel("ERROR")
 
 
 @dataclass
@@ -477,7 +477,8 @@ class ReplicaTrainer:
         self.stopped.assign(tf.where(stop, epoch, self.stopped))
 
     def _run(self, first_epoch, count):
-        """`count` epochs from `first_epoch`; weights and optimizer state live in variables."""
+        """`count` (at most `self.segment`) epochs from `first_epoch`; weights and optimizer
+        state live in variables. Returns the curves, `self.segment` long (the tail unused)."""
         test_x, test_y = self.split.test_x, self.split.test_y
         early = self.early["enabled"]
 
