@@ -1,4 +1,4 @@
-"""Sweeps on a Ray cluster: each batch of replicas (one compiled graph) is a Ray task.
+"""Sweeps on a Ray cluster: each chunk of replicas (one compiled graph) is a Ray task.
 
 Ray is an optional extra (`pip install circlereg[ray]`). The driver keeps writing the sweep
 folder itself, so a Ray sweep's summary equals the local backend's, and `--resume` works the
@@ -42,7 +42,7 @@ def _train_task(chunk):
     return dict(train_chunks([chunk], workers=1))[0]
 
 
-def train_batches(chunks: list, address: str | None, progress=None):
+def train_on_ray(chunks: list, address: str | None, progress=None):
     """Yield (chunk index, results) as Ray tasks finish, in completion order."""
     ray = _ray(loopback=address is None)
     if not ray.is_initialized():

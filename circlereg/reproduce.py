@@ -154,19 +154,21 @@ def measure(spec: dict, progress=None) -> dict:
     for key, config in configs.items():
         by_data.setdefault(config_hash(config["data"]), []).append(key)
     results: dict[str, list] = {}
-    for keys in by_data.values():
-        split = load_split(configs[keys[0]]["data"])
-        trained = train_compiled([with_seed(configs[k], s) for k in keys for s in seeds], split,
-                                 progress=progress)
+    splits = {data: load_split(configs[keys[0]]["data"]) for data, keys in by_data.items()}
+    for data, keys in by_data.items():
+        trained = train_compiled([with_seed(configs[k], s) for k in keys for s in seeds],
+                                 splits[data], progress=progress)
         for i, key in enumerate(keys):
             results[key] = trained[i * len(seeds):(i + 1) * len(seeds)]
     cache: dict[str, dict] = {}
     for key, config in configs.items():
-        split = load_split(config["data"])
+        split = splits[config_hash(config["data"])]
         with floatx(config["train"]["dtype"]):
             probe = ActivationProbe(config)
-            metrics = [summarize(r, probe(r.weights, split.test_x), r.train_seconds)
-                       for r in results[key]]
+            metrics = []
+            for r in results[key]:
+                probe.hold(config, r.weights)
+                metrics.append(summarize(r, probe(split.test_x), r.train_seconds))
         cache[key] = {
             "metrics": metrics,
             "curves": {c: plots.padded([r.history[c] for r in results[key]])

@@ -38,11 +38,8 @@ def write_run(config: dict, split, result, final: Path, start: float, probe=None
 
     # Every layer carries its dtype, so no global floatx is needed (sweeps write from a thread).
     probe = probe or ActivationProbe(config)
-    activations = probe(result.weights, split.test_x)
-    model = probe.built.model  # holds result.weights now
-    # A shared probe was built for another strength: model.keras must carry this run's.
-    for penalty, reg in zip(probe.built.penalties, config["model"]["regularizers"]):
-        penalty.l1, penalty.l2 = reg["l1"], reg["l2"]
+    model = probe.hold(config, result.weights)
+    activations = probe(split.test_x)
     metrics = rundir.summarize(result, activations, time.perf_counter() - start)
 
     with rundir.atomic_dir(final) as scratch:

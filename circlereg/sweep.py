@@ -143,10 +143,8 @@ def sweep_folder(runs_dir: Path, name: str, spec: dict, resume: bool) -> Path:
 
 @dataclass
 class Replica:
-    point: Point
-    seed: int
-    config: dict
-    folder: Path
+    config: dict  # the point's config with this seed
+    folder: Path  # its sub-run
 
 
 def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[str],
@@ -173,7 +171,7 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
     _atomic_write(folder / "sweep.yaml", yaml.safe_dump(
         {**spec, "points": [{"point": p.folder, **p.params} for p in points]}, sort_keys=False))
 
-    replicas = [Replica(p, s, with_seed(p.config, s), folder / p.folder / f"seed_{s}")
+    replicas = [Replica(with_seed(p.config, s), folder / p.folder / f"seed_{s}")
                 for p in points for s in seeds]
     todo = [r for r in replicas if not r.folder.is_dir()]
     trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading back
@@ -208,28 +206,28 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend=
     for point in points:
         key = structure_key(point.config)
         whole[key] = whole.get(key, 0) + len(seeds)
-    batches, chunks = [], []
+    members, chunks = [], []  # each chunk's replicas, and the chunk itself
     for key, group in groups.items():
         split = load_split(group[0].config["data"])
         for i in range(0, len(group), chunk):
-            batches.append(group[i:i + chunk])
-            chunks.append(Chunk([r.config for r in batches[-1]], split, min(chunk, whole[key])))
+            members.append(group[i:i + chunk])
+            chunks.append(Chunk([r.config for r in members[-1]], split, min(chunk, whole[key])))
     start = time.perf_counter()
     if backend == "ray":
-        from circlereg.cluster import train_batches
+        from circlereg.cluster import train_on_ray
 
-        finished = train_batches(chunks, address, progress)
+        finished = train_on_ray(chunks, address, progress)
     else:
         finished = train_chunks(chunks, progress=progress, workers=WORKERS)
 
     probes: dict[str, ActivationProbe] = {}  # one per structure, built in the writer thread
     trained: dict[Path, dict] = {}
 
-    def write_batch(index: int, results: list) -> None:
-        batch, split = batches[index], chunks[index].split
-        key = structure_key(batch[0].config)
-        probe = probes[key] = probes.get(key) or ActivationProbe(batch[0].config)
-        for replica, result in zip(batch, results):
+    def write_chunk(index: int, results: list) -> None:
+        replicas, split = members[index], chunks[index].split
+        key = structure_key(replicas[0].config)
+        probe = probes[key] = probes.get(key) or ActivationProbe(replicas[0].config)
+        for replica, result in zip(replicas, results):
             replica.folder.parent.mkdir(parents=True, exist_ok=True)
             write_run(replica.config, split, result, replica.folder, start, probe=probe,
                       figures=figures)
@@ -243,7 +241,7 @@ def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend=
         for index, results in finished:
             if writing is not None:
                 writing.result()
-            writing = writer.submit(write_batch, index, results)
+            writing = writer.submit(write_chunk, index, results)
         if writing is not None:
             writing.result()
     return trained

@@ -62,7 +62,7 @@ class Result:
 def initial_state(config: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """What Keras initialises for this config's seed (the same in both engines): trainable
     values, and non-trainable ones (batch-norm statistics, dropout/noise seed states)."""
-    with BUILD_LOCK, floatx(config["train"]["dtype"]):
+    with BUILD_LOCK, floatx(config["train"]["dtype"]):  # floatx is global: under the lock
         trainable, non_trainable = initial_weights(config)
         return [v.numpy() for v in trainable], [v.numpy() for v in non_trainable]
 
@@ -554,8 +554,9 @@ def train(config: dict, split: Split) -> Result:
 
 
 class ActivationProbe:
-    """Each hidden layer's activations (after its activation function), for any weights of
-    one config's model shape; built once and reused across replicas."""
+    """One model of a config's shape, built once and reused across its replicas: `hold` a
+    replica (its weights and penalty strengths), then read each hidden layer's activations
+    (after its activation function) or save the model."""
 
     def __init__(self, config: dict):
         self.built = build_model(config)
@@ -563,8 +564,14 @@ class ActivationProbe:
         self.probe = keras.Model(model.inputs, [model.get_layer(name).output
                                                 for name in self.built.hidden_outputs])
 
-    def __call__(self, weights: list[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+    def hold(self, config: dict, weights: list[np.ndarray]) -> keras.Model:
+        """The model, now with this replica's weights and strengths (model.keras saves them)."""
         self.built.model.set_weights(weights)
+        for penalty, reg in zip(self.built.penalties, config["model"]["regularizers"]):
+            penalty.l1, penalty.l2 = reg["l1"], reg["l2"]
+        return self.built.model
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         outputs = self.probe([x], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return [keras.ops.convert_to_numpy(o) for o in outputs]
