@@ -53,14 +53,49 @@ RepeatsOption = Annotated[int | None, typer.Option(
 SeedsOption = Annotated[str | None, typer.Option(help="Explicit seeds, e.g. 1,5,9.")]
 RunsDirOption = Annotated[Path, typer.Option(help="Where run directories go.")]
 FiguresOption = Annotated[bool, typer.Option(
-    "--run-figures/--no-run-figures", help="Per-run PNGs in every sub-run (slow for big grids).")]
+    "--run-figures/--no-run-figures", help="Per-run PNGs in every run directory.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+ResumeOption = Annotated[bool, typer.Option(
+    help="Continue the newest folder of this same work: train only missing runs.")]
+WorkersOption = Annotated[int, typer.Option(
+    help="Batches trained at once (local backend; default: one per core of a 2-core "
+         "machine). Never changes a run's numbers.")]
+ChunkOption = Annotated[int | None, typer.Option(
+    help="Replicas a worker or Ray task takes at a time (whole batches of 4 lanes). Never "
+         "changes a run's numbers.")]
+BackendOption = Annotated[str, typer.Option(
+    help="local (this machine) or ray (each task on a Ray actor; needs circlereg[ray]).")]
+AddressOption = Annotated[str | None, typer.Option(
+    help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
 
 
 def _seed_override(seed: int | None) -> list[str]:
     if seed is not None and seed < 0:
         raise ConfigError("--seed", "train.seed", f"must be an integer >= 0, got {seed}")
     return [] if seed is None else [f"train.seed={seed}"]
+
+
+def _executor(workers: int, chunk: int | None, backend: str, address: str | None):
+    """The one executor a command trains its plan on; checked before anything trains."""
+    if workers < 1:
+        raise ConfigError("--workers", "", f"must be an integer >= 1, got {workers}")
+    if chunk is not None and chunk < 1:
+        raise ConfigError("--chunk", "", f"must be an integer >= 1, got {chunk}")
+    if backend not in ("local", "ray"):
+        raise ConfigError("--backend", "", f"must be local or ray, got {backend!r}")
+    if backend == "ray":
+        from circlereg.cluster import check_available
+
+        check_available(address)
+    elif address is not None:
+        raise ConfigError("--address", "", "applies to --backend ray only")
+    from circlereg.executor import Executor
+
+    return Executor(workers=workers, backend=backend, address=address, chunk=chunk)
+
+
+def _notice(message: str) -> None:
+    typer.echo(message, err=True)
 
 
 @app.command()
@@ -72,28 +107,39 @@ def run(
     seeds: SeedsOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     run_figures: FiguresOption = True,
+    resume: Annotated[bool, typer.Option(
+        help="With --repeats/--seeds: continue the newest folder of these same runs.")]
+    = False,
     quiet: QuietOption = False,
+    workers: WorkersOption = 2,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Train one config and write its run directory (with --repeats/--seeds: one per seed
     and a summary)."""
     if repeats is not None or seeds is not None:
-        _run_sweep([config], [], set_, seed, repeats, seeds, runs_dir, None, False, run_figures,
-                   quiet, 16)
+        _run_sweep("run", [config], [], set_, seed, repeats, seeds, runs_dir, None, resume,
+                   run_figures, quiet, workers, None, backend, address)
         return
     try:
+        if resume:
+            raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
         resolved = load(config, (set_ or []) + _seed_override(seed))
-        typer.echo(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
-                   f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}",
-                   err=True)
-        from circlereg.run import train_and_write
+        executor = _executor(workers, None, backend, address)
+        _notice(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
+                f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}")
+        from circlereg.run import run_one
 
-        path, metrics = train_and_write(resolved, runs_dir, str(config))
+        with executor, _progress(quiet) as progress:
+            progress.total(resolved["train"]["epochs"])
+            path, metrics = run_one(resolved, runs_dir, str(config), figures=run_figures,
+                                    executor=executor, progress=progress.advance)
     except ConfigError as err:
         fail(str(err))
     except KeyboardInterrupt:
         fail("interrupted; no run directory was written", code=130)
     typer.echo(f"Train: {metrics['train_accuracy']:.3f}, Test: {metrics['test_accuracy']:.3f}")
-    typer.echo(f"run: {path}  ({metrics['wall_seconds']:.1f} s)")
+    typer.echo(f"run: {path}")
 
 
 @app.command()
@@ -109,52 +155,36 @@ def sweep(
     runs_dir: RunsDirOption = Path("runs"),
     name: Annotated[str | None, typer.Option(
         help="Sweep folder name under runs/ (default: <config name>-sweep).")] = None,
-    resume: Annotated[bool, typer.Option(
-        help="Continue the newest folder of this same sweep: train only missing sub-runs.")]
-    = False,
+    resume: ResumeOption = False,
     run_figures: FiguresOption = True,
     quiet: QuietOption = False,
-    chunk: Annotated[int, typer.Option(
-        help="Replicas per compiled graph; two graphs train at once.")] = 16,
-    backend: Annotated[str, typer.Option(
-        help="local (this machine) or ray (each chunk a Ray task; needs circlereg[ray]).")]
-    = "local",
-    address: Annotated[str | None, typer.Option(
-        help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")] = None,
+    workers: WorkersOption = 2,
+    chunk: ChunkOption = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
-    """Grid-search keys with repeated seeds; every replica of one model shape trains in one
-    batched graph."""
-    _run_sweep([config], axes or [], set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, chunk, backend, address)
+    """Grid-search keys with repeated seeds; every replica of one model shape trains in
+    batched graphs."""
+    _run_sweep("sweep", [config], axes or [], set_, seed, repeats, seeds, runs_dir, name,
+               resume, run_figures, quiet, workers, chunk, backend, address)
 
 
-def _run_sweep(configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume, run_figures,
-               quiet, chunk, backend="local", address=None) -> None:
-    from circlereg.sweep import choose_seeds, run_sweep
+def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
+               run_figures, quiet, workers, chunk, backend="local", address=None) -> None:
+    from circlereg.sweep import run_sweep
 
     try:
-        overrides = (set_ or []) + _seed_override(seed)
-        base = load(configs[0], overrides)
-        chosen = choose_seeds(base["train"]["seed"], repeats, seeds)
-        if chunk < 1:
-            raise ConfigError("--chunk", "", f"must be an integer >= 1, got {chunk}")
-        if backend not in ("local", "ray"):
-            raise ConfigError("--backend", "", f"must be local or ray, got {backend!r}")
-        if backend == "ray":
-            from circlereg.cluster import check_available
-
-            check_available(address)
-        elif address is not None:
-            raise ConfigError("--address", "", "applies to --backend ray only")
-        with _progress(quiet) as advance:
-            folder, rows = run_sweep(configs, axes, overrides, chosen, runs_dir,
-                                     name=name, resume=resume, figures=run_figures,
-                                     chunk=chunk, progress=advance, backend=backend,
-                                     address=address)
+        executor = _executor(workers, chunk, backend, address)
+        with executor, _progress(quiet) as progress:
+            folder, rows = run_sweep(configs, axes, (set_ or []) + _seed_override(seed),
+                                     repeats, seeds, runs_dir, name=name, resume=resume,
+                                     figures=run_figures, executor=executor,
+                                     progress=progress.advance, notice=_notice,
+                                     on_plan=progress.total)
     except ConfigError as err:
         fail(str(err))
     except KeyboardInterrupt:
-        fail("interrupted; finished sub-runs are kept: run `circlereg sweep` with the same "
+        fail(f"interrupted; finished runs are kept: run `circlereg {command}` with the same "
              "arguments and --resume to complete", code=130)
     for row in rows:
         typer.echo(format_row(row))
@@ -181,23 +211,44 @@ def compare(
     seeds: SeedsOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     name: Annotated[str, typer.Option(help="Folder name under runs/.")] = "compare",
-    resume: Annotated[bool, typer.Option(help="Continue the newest folder of this comparison.")]
-    = False,
+    resume: ResumeOption = False,
     run_figures: FiguresOption = False,
     quiet: QuietOption = False,
+    workers: WorkersOption = 2,
+    chunk: ChunkOption = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Train several configs with the same seeds and compare their final accuracies (a sweep
     whose grid points are the configs)."""
-    _run_sweep(configs, [], set_, seed, repeats, seeds, runs_dir, name, resume, run_figures,
-               quiet, 16)
+    _run_sweep("compare", configs, [], set_, seed, repeats, seeds, runs_dir, name, resume,
+               run_figures, quiet, workers, chunk, backend, address)
+
+
+class _Bar:
+    """Progress over replica-epochs: `total(n)` once the plan is known, `advance(n)` as
+    segments of training finish. Does nothing when quiet."""
+
+    def __init__(self, bar=None):
+        self.bar = bar
+        self.task = bar.add_task("train", total=None) if bar is not None else None
+
+    def total(self, replica_epochs: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=replica_epochs)
+
+    def advance(self, replica_epochs: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, replica_epochs)
 
 
 @contextmanager
 def _progress(quiet: bool):
-    """A rich progress bar over replica-epochs (its ETA covers the whole sweep), or nothing."""
+    """A rich progress bar on stderr, its ETA over the whole plan; or nothing."""
     if quiet:
-        yield None
+        yield _Bar()
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         Progress,
@@ -207,16 +258,9 @@ def _progress(quiet: bool):
     )
 
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task("train", total=None)
-
-        def advance(replica_epochs: int, total: int | None = None) -> None:
-            if total is not None:
-                bar.update(task, total=total)
-            else:
-                bar.advance(task, replica_epochs)
-
-        yield advance
+                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
+                  console=Console(stderr=True)) as bar:
+        yield _Bar(bar)
 
 
 @app.command()
@@ -228,6 +272,10 @@ def reproduce(
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's).")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     quiet: QuietOption = False,
+    workers: WorkersOption = 2,
+    chunk: ChunkOption = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Reproduce the study's published train/test figures; exit 0 when every figure and claim
     reproduces under the study's convention, 1 otherwise."""
@@ -236,10 +284,11 @@ def reproduce(
 
     try:
         loaded = load_spec(spec, seeds, epochs)
-        with _progress(quiet) as advance:
-            if advance is not None:
-                advance(0, total=_reproduction_work(loaded))
-            folder, verdict = run_reproduction(loaded, runs_dir, progress=advance)
+        executor = _executor(workers, chunk, backend, address)
+        with executor, _progress(quiet) as progress:
+            folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,
+                                               progress=progress.advance,
+                                               on_plan=progress.total)
     except ConfigError as err:
         fail(str(err))
     except KeyboardInterrupt:
@@ -250,15 +299,6 @@ def reproduce(
     for row in failures:
         typer.echo(f"FAILED: {row}", err=True)
     raise typer.Exit(1 if failures else 0)
-
-
-def _reproduction_work(spec: dict) -> int:
-    from circlereg.config import config_hash
-    from circlereg.reproduce import CONVENTIONS, under_convention
-
-    distinct = {config_hash(under_convention(m["config"], c))
-                for c in CONVENTIONS for m in spec["models"].values()}
-    return len(distinct) * spec["seeds"] * spec["epochs"]
 
 
 @app.command()

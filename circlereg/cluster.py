@@ -1,8 +1,10 @@
-"""Sweeps on a Ray cluster: each chunk of replicas (one compiled graph) is a Ray task.
+"""The executor's Ray backend: each task (replicas of one structure) goes to a Ray actor.
 
-Ray is an optional extra (`pip install circlereg[ray]`). The driver keeps writing the sweep
-folder itself, so a Ray sweep's summary equals the local backend's, and `--resume` works the
-same. A worker killed mid-task is retried by Ray (max_retries).
+Ray is an optional extra (`pip install circlereg[ray]`). An actor owns a local Executor with
+one worker, so it keeps its compiled trainers for as long as it lives, and trains a task
+exactly as a local worker would (the same lane batches): a Ray sweep writes the same numbers
+as a local one. The driver keeps writing the run directories itself. An actor killed
+mid-task is restarted by Ray and the task retried.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import os
 from circlereg.config import ConfigError
 
 RETRIES = 3
-
-
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray then takes 127.0.0.1 as its IP
 
 
@@ -34,29 +34,51 @@ def check_available(address: str | None) -> None:
     _ray(loopback=address is None)
 
 
-def _train_task(chunk):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from circlereg.train import train_chunks
+class TrainingActor:
+    """One Ray actor: a local executor with one worker, alive as long as the actor."""
 
-    # A Ray worker process is reused across tasks, and keeps its compiled trainers.
-    return dict(train_chunks([chunk], workers=1))[0]
+    def __init__(self):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from circlereg.executor import Executor
+
+        self.executor = Executor(workers=1)
+
+    def train(self, index: int, configs: list[dict]) -> tuple[int, list]:
+        results = dict(self.executor.train(configs))
+        return index, [results[i] for i in range(len(configs))]
 
 
-def train_on_ray(chunks: list, address: str | None, progress=None):
-    """Yield (chunk index, results) as Ray tasks finish, in completion order."""
-    ray = _ray(loopback=address is None)
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:  # a private local instance, on loopback only
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
-    # Each task takes a whole CPU: TensorFlow itself uses the cores it is given.
-    remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_train_task)
-    pending = {remote.remote(chunk): index for index, chunk in enumerate(chunks)}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        index = pending.pop(done[0])
-        results = ray.get(done[0])
-        if progress is not None:
-            progress(sum(c["train"]["epochs"] for c in chunks[index].configs))
-        yield index, results
+class RayBackend:
+    """Actors on a Ray cluster (or a private one on 127.0.0.1), one per CPU by default."""
+
+    def __init__(self, address: str | None, workers: int | None = None):
+        self.ray = ray = _ray(loopback=address is None)
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            else:  # a private local instance, on loopback only
+                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False,
+                         log_to_driver=False)
+        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # Each actor takes a whole CPU: TensorFlow itself uses the cores it is given.
+        actor = ray.remote(num_cpus=1, max_restarts=RETRIES,
+                           max_task_retries=RETRIES)(TrainingActor)
+        self.actors = [actor.remote() for _ in range(count)]
+
+    def train(self, tasks: list[list[dict]], progress=None):
+        """Yield (task index, results) as tasks finish, in completion order."""
+        from ray.util import ActorPool
+
+        pool = ActorPool(self.actors)
+        for index, configs in enumerate(tasks):
+            pool.submit(lambda actor, job: actor.train.remote(*job), (index, configs))
+        while pool.has_next():
+            index, results = pool.get_next_unordered()
+            if progress is not None:
+                progress(sum(len(r.history["loss"]) for r in results))
+            yield index, results
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []

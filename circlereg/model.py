@@ -3,15 +3,21 @@
 The study's MLP: Dense hidden layers, a Dense(1, sigmoid) output. Per hidden layer, in order:
 Dense (kernel/bias penalties, MaxNorm), [BatchNormalization before the activation],
 activation, [BatchNormalization after it], [GaussianNoise], [Dropout]; GaussianNoise may also
-sit on the input. An activity penalty with
-placement `pre_activation` sits on a linear Dense whose activation follows as a separate
-`Activation` layer (the study's pre-activation variant); `post_activation` sits on the
-activation's output (on the Dense itself when nothing is pre-activation).
+sit on the input. An activity penalty with placement `pre_activation` sits on a linear Dense
+whose activation follows as a separate `Activation` layer (the study's pre-activation
+variant); `post_activation` sits on the activation's output (on the Dense itself when nothing
+is pre-activation).
+
+Everything a model depends on comes from its config: the dtype goes to every layer, and the
+seed to every initializer and random layer explicitly. Keras, left alone, draws those seeds
+from Python's global random state; `Seeds` draws the same numbers in the same order from a
+private generator, so a seed gives the weights the study's `keras.utils.set_random_seed(seed)`
+gives, without touching global state.
 """
 
 from __future__ import annotations
 
-import threading
+import random
 from dataclasses import dataclass
 
 import keras
@@ -28,6 +34,41 @@ class BuiltModel:
     # activation, and after batch norm when it follows the activation)
 
 
+class Seeds:
+    """The seeds Keras would draw for unseeded layers after `keras.utils.set_random_seed`
+    (`random.randint(1, 1e9)` per initializer or random layer, in construction order)."""
+
+    def __init__(self, seed: int):
+        self._draws = random.Random(seed)
+
+    def next(self) -> int:
+        return self._draws.randint(1, int(1e9))
+
+
+def build_model(config: dict) -> BuiltModel:
+    """A resolved config -> a built Keras model with its penalties, noise, dropout, batch norm
+    and constraints attached, initialised from the config's seed."""
+    stack, penalties, hidden_outputs = _layers(config)
+    # Built once with every layer: Sequential.add would rebuild the model after each one.
+    dtype = config["train"]["dtype"]
+    return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]),
+                      penalties, hidden_outputs)
+
+
+def initial_state(config: dict) -> tuple[list, list]:
+    """The (trainable, non-trainable) values `build_model(config)` starts from, as NumPy
+    arrays. A third cheaper: the layers are built on their input shape alone, without a
+    symbolic model (the values depend only on the seeded construction)."""
+    stack, _, _ = _layers(config)
+    trainable, non_trainable, shape = [], [], (None, 2)
+    for layer in stack:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+        trainable += [v.numpy() for v in layer.trainable_variables]
+        non_trainable += [v.numpy() for v in layer.non_trainable_variables]
+    return trainable, non_trainable
+
+
 def _slot(regularizers: list[dict], penalties: list[Penalty], target: str, layer: int,
           placement: str | None = None) -> Penalty | None:
     for reg, penalty in zip(regularizers, penalties):
@@ -36,51 +77,23 @@ def _slot(regularizers: list[dict], penalties: list[Penalty], target: str, layer
     return None
 
 
-# Keras draws each initializer's seed from Python's global random state when a layer is
-# made, so seeding and building must not interleave with another thread's building.
-BUILD_LOCK = threading.RLock()
-
-
-def build_model(config: dict, seed: int | None = None) -> BuiltModel:
-    """A resolved config -> a built Keras model with its penalties, noise, dropout, batch norm
-    and constraints attached; with `seed`, Keras is seeded first, as the study does."""
-    with BUILD_LOCK:
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-        stack, penalties, hidden_outputs = _layers(config)
-        # Built once with every layer: Sequential.add would rebuild the model after each one.
-        dtype = config["train"]["dtype"]
-        return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]),
-                          penalties, hidden_outputs)
-
-
-def initial_weights(config: dict) -> tuple[list, list]:
-    """The (trainable, non-trainable) variables `build_model(config, seed)` would start
-    from, for the config's seed. A third cheaper: the layers are built on their input shape
-    alone, without a symbolic model (the values depend only on the seeded construction)."""
-    with BUILD_LOCK:
-        keras.utils.set_random_seed(config["train"]["seed"])
-        stack, _, _ = _layers(config)
-        trainable, non_trainable, shape = [], [], (None, 2)
-        for layer in stack:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-            trainable += layer.trainable_variables
-            non_trainable += layer.non_trainable_variables
-        return trainable, non_trainable
-
-
 def _layers(config: dict) -> tuple[list[keras.layers.Layer], list[Penalty], list[str]]:
     spec = config["model"]
-    regularizers = spec["regularizers"]
-    penalties = [penalty_from_config(reg) for reg in regularizers]
     dtype = config["train"]["dtype"]
+    seeds = Seeds(config["train"]["seed"])
+    regularizers = spec["regularizers"]
+    penalties = [penalty_from_config(reg, dtype) for reg in regularizers]
     by_layer = {key: {item["layer"]: item for item in spec[key]}
                 for key in ("dropout", "batch_norm", "noise", "max_norm")}
+
+    def noise(item: dict, name: str) -> layers.GaussianNoise:
+        # Keras draws a seed only for a layer that adds noise (stddev > 0, rate > 0).
+        seed = seeds.next() if item["stddev"] > 0 else None
+        return layers.GaussianNoise(item["stddev"], seed=seed, name=name, dtype=dtype)
+
     stack: list[keras.layers.Layer] = []
     if None in by_layer["noise"]:
-        stack.append(layers.GaussianNoise(by_layer["noise"][None]["stddev"], name="input_noise",
-                                       dtype=dtype))
+        stack.append(noise(by_layer["noise"][None], "input_noise"))
     hidden_outputs = []
     for index, width in enumerate(spec["hidden"]):
         def slot(target, placement=None, index=index):
@@ -88,31 +101,36 @@ def _layers(config: dict) -> tuple[list[keras.layers.Layer], list[Penalty], list
 
         norm = by_layer["batch_norm"].get(index)
         max_norm = by_layer["max_norm"].get(index)
-        weights = {"kernel_regularizer": slot("kernel"), "bias_regularizer": slot("bias"),
-                   "kernel_constraint": max_norm and keras.constraints.MaxNorm(max_norm["value"])}
+        dense = {"kernel_regularizer": slot("kernel"), "bias_regularizer": slot("bias"),
+                 "kernel_constraint": max_norm and keras.constraints.MaxNorm(max_norm["value"]),
+                 "kernel_initializer": keras.initializers.GlorotUniform(seed=seeds.next()),
+                 "dtype": dtype}
         pre, post = slot("activity", "pre_activation"), slot("activity", "post_activation")
         separate = pre is not None or (norm and norm["position"] == "before_activation")
         if not separate:
             stack.append(layers.Dense(width, activation=spec["activation"],
-                                   activity_regularizer=post, name=f"hidden_{index}", dtype=dtype,
-                                   **weights))
+                                      activity_regularizer=post, name=f"hidden_{index}",
+                                      **dense))
         else:
             stack.append(layers.Dense(width, activation="linear", activity_regularizer=pre,
-                                   name=f"hidden_{index}_linear", dtype=dtype, **weights))
+                                      name=f"hidden_{index}_linear", **dense))
             if norm:
-                stack.append(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
+                stack.append(layers.BatchNormalization(name=f"hidden_{index}_norm",
+                                                       dtype=dtype))
             stack.append(layers.Activation(spec["activation"], activity_regularizer=post,
-                                        name=f"hidden_{index}", dtype=dtype))
+                                           name=f"hidden_{index}", dtype=dtype))
         if norm and norm["position"] == "after_activation":
             stack.append(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
         hidden_outputs.append(stack[-1].name)
         if index in by_layer["noise"]:
-            stack.append(layers.GaussianNoise(by_layer["noise"][index]["stddev"],
-                                           name=f"hidden_{index}_noise", dtype=dtype))
+            stack.append(noise(by_layer["noise"][index], f"hidden_{index}_noise"))
         if index in by_layer["dropout"]:
-            stack.append(layers.Dropout(by_layer["dropout"][index]["rate"],
-                                     name=f"hidden_{index}_dropout", dtype=dtype))
-    stack.append(layers.Dense(1, activation="sigmoid", name="output", dtype=dtype))
+            rate = by_layer["dropout"][index]["rate"]
+            stack.append(layers.Dropout(rate, seed=seeds.next() if rate > 0 else None,
+                                        name=f"hidden_{index}_dropout", dtype=dtype))
+    stack.append(layers.Dense(1, activation="sigmoid", name="output", dtype=dtype,
+                              kernel_initializer=keras.initializers.GlorotUniform(
+                                  seed=seeds.next())))
     return stack, penalties, hidden_outputs
 
 

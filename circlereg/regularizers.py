@@ -52,8 +52,9 @@ def import_callable(spec: str, source: str = "<config>", key: str = "kind") -> C
         sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(source, key, f"cannot import module '{module_name}': {err}") from None
+    except Exception as err:  # ImportError, or anything the user's module raises on import
+        raise ConfigError(source, key, f"cannot import module '{module_name}': "
+                                       f"{type(err).__name__}: {_short(err)}") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise ConfigError(source, key, f"module '{module_name}' has no callable '{attr}'")
@@ -66,6 +67,12 @@ def import_callable(spec: str, source: str = "<config>", key: str = "kind") -> C
     return fn
 
 
+def _short(err: Exception, limit: int = 200) -> str:
+    """A user's exception as one line of bounded length."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 @keras.saving.register_keras_serializable(package="circlereg")
 class Penalty(keras.regularizers.Regularizer):
     """One configured penalty: `l1 * sum(|x|)`, `l2 * sum(x^2)`, both, or a user callable.
@@ -73,6 +80,9 @@ class Penalty(keras.regularizers.Regularizer):
     `batch_reduction` is set for activity penalties only: "sum" makes the added loss the
     penalty summed over the batch (the study's Keras), "mean" divides it by the batch size,
     whichever convention the installed Keras follows.
+
+    The strengths (l1, l2) live in a variable, `strengths`, so one compiled graph serves any
+    strengths: the batched engine maps it to each replica's values, as it maps the weights.
 
     >>> layer = keras.layers.Dense(3, kernel_initializer="ones",
     ...     activity_regularizer=Penalty("l1", l1=0.5, batch_reduction="sum"))
@@ -82,21 +92,32 @@ class Penalty(keras.regularizers.Regularizer):
     """
 
     def __init__(self, kind: str = "l1", l1: float = 0.0, l2: float = 0.0,
-                 batch_reduction: str | None = None):
-        self.kind, self.l1, self.l2, self.batch_reduction = kind, l1, l2, batch_reduction
+                 batch_reduction: str | None = None, dtype: str = "float32"):
+        self.kind, self.batch_reduction, self.dtype = kind, batch_reduction, dtype
+        self.strengths = keras.Variable([l1, l2], dtype=dtype, trainable=False,
+                                        name="penalty_strengths")
         self._custom = None if kind in BUILTIN_KINDS else import_callable(kind)
         # Probed here, eagerly: the penalty itself is called inside compiled graphs.
         self._keras_divides = batch_reduction is not None and keras_divides_activity_penalty()
 
+    @property
+    def l1(self) -> float:
+        return float(self.strengths.numpy()[0])
+
+    @property
+    def l2(self) -> float:
+        return float(self.strengths.numpy()[1])
+
     def norm(self, x: Any) -> Any:
-        """The penalty on x before any batch convention; `l1`/`l2` may be tensors (sweeps)."""
+        """The penalty on x before any batch convention."""
         if self._custom is not None:
             return ops.cast(self._custom(x), x.dtype)
+        strengths = ops.cast(self.strengths, x.dtype)
         value = ops.convert_to_tensor(0.0, dtype=x.dtype)
         if self.kind in ("l1", "l1_l2"):
-            value = value + ops.cast(self.l1, x.dtype) * ops.sum(ops.absolute(x))
+            value = value + strengths[0] * ops.sum(ops.absolute(x))
         if self.kind in ("l2", "l1_l2"):
-            value = value + ops.cast(self.l2, x.dtype) * ops.sum(ops.square(x))
+            value = value + strengths[1] * ops.sum(ops.square(x))
         return value
 
     def __call__(self, x: Any) -> Any:
@@ -111,12 +132,12 @@ class Penalty(keras.regularizers.Regularizer):
         return value
 
     def get_config(self) -> dict:
-        return {"kind": self.kind, "l1": float(self.l1), "l2": float(self.l2),
-                "batch_reduction": self.batch_reduction}
+        return {"kind": self.kind, "l1": self.l1, "l2": self.l2,
+                "batch_reduction": self.batch_reduction, "dtype": self.dtype}
 
 
-def penalty_from_config(reg: dict) -> Penalty:
-    return Penalty(reg["kind"], l1=reg["l1"], l2=reg["l2"],
+def penalty_from_config(reg: dict, dtype: str = "float32") -> Penalty:
+    return Penalty(reg["kind"], l1=reg["l1"], l2=reg["l2"], dtype=dtype,
                    batch_reduction=reg["batch_reduction"] if reg["target"] == "activity" else None)
 
 
@@ -129,10 +150,14 @@ def check_custom_regularizers(config: dict, source: str) -> None:
         fn = import_callable(reg["kind"], source, key)
         try:
             value = fn(ops.ones((4, 3)))
+            dtype = keras.backend.standardize_dtype(getattr(value, "dtype", type(value)))
             shape = tuple(ops.shape(value))
         except Exception as err:  # a user's function can fail in any way; report it in one line
             raise ConfigError(source, key, f"calling {reg['kind']} on a tensor failed: "
-                                           f"{type(err).__name__}: {err}") from None
+                                           f"{type(err).__name__}: {_short(err)}") from None
+        if not dtype.startswith(("float", "int")):
+            raise ConfigError(source, key, f"{reg['kind']} must return a number, got "
+                                           f"{type(value).__name__} of {dtype}")
         if shape != ():
             raise ConfigError(source, key, f"{reg['kind']} must return a scalar, "
                                            f"got shape {shape}")

@@ -133,50 +133,51 @@ def under_convention(config: dict, convention: str) -> dict:
     return config
 
 
-def measure(spec: dict, progress=None) -> dict:
-    """Train every model under every convention: {convention: {model: measurement}}.
-    A config that no convention changes (no activity penalty) trains once."""
-    from circlereg import plots
-    from circlereg.data import load_split
-    from circlereg.rundir import summarize
-    from circlereg.train import ActivationProbe, floatx, train_compiled
+def plan(spec: dict, folder: Path):
+    """Every distinct config x seed as a replica under `folder`/runs/<label>/seed_<n>, and
+    the label each (convention, model) reads its replicas from. A config that no convention
+    changes (no activity penalty) trains once, labelled with the model's name."""
+    from circlereg.plan import Outputs, Plan, Replica
 
     seeds = list(range(1, spec["seeds"] + 1))
-    configs: dict[str, dict] = {}  # one per distinct config: no convention changes a baseline
     placed: dict[str, dict[str, str]] = {c: {} for c in CONVENTIONS}
-    for convention in CONVENTIONS:
-        for name, model in spec["models"].items():
-            config = under_convention(model["config"], convention)
-            placed[convention][name] = config_hash(config)
-            configs.setdefault(placed[convention][name], config)
-    # Every config and seed in one call, so both workers stay busy across the models.
-    by_data: dict[str, list[str]] = {}
-    for key, config in configs.items():
-        by_data.setdefault(config_hash(config["data"]), []).append(key)
-    results: dict[str, list] = {}
-    splits = {data: load_split(configs[keys[0]]["data"]) for data, keys in by_data.items()}
-    for data, keys in by_data.items():
-        trained = train_compiled([with_seed(configs[k], s) for k in keys for s in seeds],
-                                 splits[data], progress=progress)
-        for i, key in enumerate(keys):
-            results[key] = trained[i * len(seeds):(i + 1) * len(seeds)]
-    cache: dict[str, dict] = {}
-    for key, config in configs.items():
-        split = splits[config_hash(config["data"])]
-        with floatx(config["train"]["dtype"]):
-            probe = ActivationProbe(config)
-            metrics = []
-            for r in results[key]:
-                probe.hold(config, r.weights)
-                metrics.append(summarize(r, probe(split.test_x), r.train_seconds))
-        cache[key] = {
-            "metrics": metrics,
-            "curves": {c: plots.padded([r.history[c] for r in results[key]])
+    replicas, labels = [], set()
+    for name, model in spec["models"].items():
+        variants = {c: under_convention(model["config"], c) for c in CONVENTIONS}
+        shared = len({config_hash(v) for v in variants.values()}) == 1
+        for convention, config in variants.items():
+            label = placed[convention][name] = name if shared else f"{name}-{convention}"
+            if label not in labels:
+                labels.add(label)
+                replicas += [Replica(with_seed(config, seed), folder / "runs" / label /
+                                     f"seed_{seed}", model["config_path"]) for seed in seeds]
+    return Plan(replicas, Outputs(figures=False, model=False)), placed
+
+
+def measure(spec: dict, folder: Path, executor=None, progress=None,
+            on_plan=None) -> dict:
+    """Train every model under every convention: {convention: {model: measurement}}."""
+    from circlereg import plots
+    from circlereg.executor import execute
+
+    work, placed = plan(spec, folder)
+    if on_plan is not None:
+        on_plan(work.epochs())
+    by_label: dict[str, list] = {}
+    for written in execute(work, executor, progress):
+        by_label.setdefault(written.replica.destination.parent.name, []).append(written)
+    measured = {}
+    for label, group in by_label.items():
+        config = group[0].replica.config
+        measured[label] = {
+            "metrics": [w.metrics for w in group],
+            "curves": {c: plots.padded([w.history[c] for w in group])
                        for c in ("accuracy", "val_accuracy")},
             "lambda": [r["l1"] for r in config["model"]["regularizers"]
                        if r["target"] == "activity"],
         }
-    return {c: {name: cache[key] for name, key in placed[c].items()} for c in CONVENTIONS}
+    return {c: {name: measured[label] for name, label in placed[c].items()}
+            for c in CONVENTIONS}
 
 
 def _values(measurement: dict, metric: str) -> np.ndarray:
@@ -313,23 +314,27 @@ def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, enviro
                      folder / "final_accuracy.png")
 
 
-def reproduce(spec: dict, runs_dir: Path, progress=None) -> tuple[Path, dict]:
-    """Train, judge and write the report folder; returns (folder, verdict)."""
+def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
+              on_plan=None) -> tuple[Path, dict]:
+    """Train, judge and write the report folder; returns (folder, verdict).
+
+    The folder holds every replica's run directory under runs/ as it trains; the report
+    (reproduction.md and .json, the figures) is written last, so a folder without it is an
+    interrupted reproduction."""
     import time
 
     from circlereg import rundir
     from circlereg.regularizers import installed_convention
 
     start = time.perf_counter()
-    measured = measure(spec, progress)
+    public = {**spec, "models": {n: m["config_path"] for n, m in spec["models"].items()}}
+    folder = rundir.run_path(runs_dir, {**public, "name": f"reproduce-{spec['name']}"})
+    measured = measure(spec, folder, executor, progress, on_plan)
     verdict = judge(spec, measured)
     verdict["sparsity"] = sparsity(spec, measured)
     environment = rundir.environment(installed_convention())
-    public = {**spec, "models": {n: m["config_path"] for n, m in spec["models"].items()}}
-    final = rundir.run_path(runs_dir, {**public, "name": f"reproduce-{spec['name']}"})
-    with rundir.atomic_dir(final) as scratch:
-        write_report(scratch, spec, measured, verdict, environment, time.perf_counter() - start)
-    return final, verdict
+    write_report(folder, spec, measured, verdict, environment, time.perf_counter() - start)
+    return folder, verdict
 
 
 def failing_rows(verdict: dict) -> list[str]:

@@ -1,8 +1,8 @@
-"""Stage 5: the run directory. Everything a run writes, in one place.
+"""Stage 5: the writer. Everything a run writes, and how its metrics are computed, in one place.
 
-    runs/<config name>/<UTC timestamp>-<config hash>/
-        config.yaml  metrics.json  history.csv  environment.json  model.keras
-        accuracy.png  loss.png  decision_boundary.png
+    runs/<config name>/<UTC timestamp>-<config hash>/     (or a sweep's p000/seed_1/ ...)
+        config.yaml  metrics.json  history.csv  environment.json  [model.keras]
+        [accuracy.png  loss.png  decision_boundary.png]
 
 A run is written into a hidden `.partial-*` folder beside its final place and renamed only
 when every file is there, so an interrupted run never leaves a folder that looks complete.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circlereg.config import config_hash
+from circlereg.config import config_hash, dump
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -64,8 +64,98 @@ def read_history(path: Path) -> dict[str, np.ndarray]:
     return {name: rows[:, i] for i, name in enumerate(HISTORY_COLUMNS)}
 
 
-def summarize(result, activations: list[np.ndarray], seconds: float) -> dict:
-    """metrics.json: final figures, the best test epoch, and hidden-layer sparsity."""
+class Writer:
+    """Writes trained replicas' run directories. Keeps one probe model per structure,
+    so it is used from one thread (the executor's writer thread)."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+        self._probes: dict[str, ActivationProbe] = {}
+        self._environment: dict | None = None
+
+    def prepare(self, config: dict) -> None:
+        """Build what writing this structure needs (its probe model, the plotting and
+        environment modules) ahead, while training runs."""
+        from circlereg import plots  # noqa: F401  (matplotlib's import is the slow part)
+        from circlereg.regularizers import installed_convention
+        from circlereg.train import structure_key
+
+        self._probes.setdefault(structure_key(config), ActivationProbe(config))
+        if self._environment is None:
+            self._environment = environment(installed_convention())
+
+    def write(self, replica, result, split) -> dict:
+        """Write one replica's run directory (atomically); returns its metrics."""
+        import time
+
+        from circlereg import plots
+        from circlereg.train import structure_key
+
+        start = time.perf_counter()
+        config = replica.config
+        key = structure_key(config)
+        self.prepare(config)
+        probe = self._probes[key]
+        model = probe.hold(config, result.weights)
+        metrics = summarize(result, probe(split.test_x))
+        with atomic_dir(replica.destination) as scratch:
+            (scratch / "config.yaml").write_text(dump(config))
+            write_history(scratch / "history.csv", result.history)
+            write_json(scratch / "environment.json", self._environment)
+            name = config["name"]
+            if self.outputs.figures:
+                plots.curves(result.history, scratch / "accuracy.png", "accuracy",
+                             f"{name}: accuracy")
+                plots.curves(result.history, scratch / "loss.png", "loss", f"{name}: loss")
+                plots.decision_boundary(probe.predict, split, scratch / "decision_boundary.png",
+                                        f"{name}: decision boundary")
+            if self.outputs.model:
+                model.save(scratch / "model.keras")
+            metrics["write_seconds"] = round(time.perf_counter() - start, 3)
+            write_json(scratch / "metrics.json", metrics)
+        return metrics
+
+
+class ActivationProbe:
+    """One model of a config's structure, built once and reused across its replicas: `hold`
+    a replica (its weights and penalty strengths), then read each hidden layer's activations
+    (after its activation function), predict, or save the model."""
+
+    def __init__(self, config: dict):
+        import keras
+
+        from circlereg.model import build_model
+
+        self.dtype = config["train"]["dtype"]
+        self.built = build_model(config)
+        model = self.built.model
+        self.probe = keras.Model(model.inputs, [model.get_layer(name).output
+                                                for name in self.built.hidden_outputs])
+
+    def hold(self, config: dict, weights: list[np.ndarray]):
+        """The model, now with this replica's weights and strengths (model.keras saves them)."""
+        self.built.model.set_weights(weights)
+        for penalty, reg in zip(self.built.penalties, config["model"]["regularizers"]):
+            penalty.strengths.assign([reg["l1"], reg["l2"]])
+        return self.built.model
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import keras
+
+        return keras.ops.convert_to_numpy(self.built.model(x.astype(self.dtype), training=False))
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        import keras
+
+        outputs = self.probe([x.astype(self.dtype)], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [keras.ops.convert_to_numpy(o) for o in outputs]
+
+
+def summarize(result, activations: list[np.ndarray]) -> dict:
+    """metrics.json: final figures, the best test epoch, hidden-layer sparsity, and the
+    compiled shape that trained it. Everything but the *_seconds keys depends only on the
+    replica's config and seed."""
     val = np.asarray(result.history["val_accuracy"])
     best = int(np.nanargmax(val)) if np.isfinite(val).any() else 0
     final = {k: float(v) for k, v in result.final.items()}
@@ -83,8 +173,8 @@ def summarize(result, activations: list[np.ndarray], seconds: float) -> dict:
             for i, a in enumerate(activations)
         ],
         "seed": result.seed,
+        "compiled_shape": result.shape,
         "train_seconds": round(result.train_seconds, 3),
-        "wall_seconds": round(seconds, 3),
     }
 
 

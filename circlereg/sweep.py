@@ -5,9 +5,10 @@ one model shape trained together in one compiled graph, then summaries and plots
         sweep.yaml  summary.csv  summary.json  accuracy_vs_<key>.png  curves.png
         p000/seed_1/ ...   (each sub-run holds the files of a run)
 
-Sub-runs are written atomically as their chunk finishes and the summary is rewritten (by
-rename) after each chunk, so an interrupted sweep keeps every finished sub-run and never a
-torn summary; `--resume` trains only what is missing.
+The sweep builds a plan (every point x seed not yet on disk) for `executor.execute`. Sub-runs
+are written atomically as their batch finishes, and the summary is written (by rename) at the
+end or on interruption, so an interrupted sweep keeps every finished sub-run and never a torn
+summary; `--resume` trains only what is missing.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import json
 import math
 import os
 import re
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,6 @@ from circlereg.rundir import utc_stamp
 
 GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
-WORKERS = 2  # chunks trained at once: one per core of the 2-core machines this targets
 SUMMARY_FIXED = ("point", "n", "n_diverged")  # summary columns besides params and statistics
 
 
@@ -39,12 +38,16 @@ SUMMARY_FIXED = ("point", "n", "n_diverged")  # summary columns besides params a
 class Point:
     index: int
     params: dict  # swept key -> value
-    config: dict  # resolved, before the seed is set
+    config: dict  # resolved, with its own train.seed (swept or not)
     source: str  # the config file it came from
+    seeds: tuple[int, ...] = ()  # the seeds it trains with
 
     @property
     def folder(self) -> str:
         return f"p{self.index:03d}"
+
+    def runs(self, folder: Path) -> list[tuple[int, Path]]:
+        return [(seed, folder / self.folder / f"seed_{seed}") for seed in self.seeds]
 
 
 def parse_axis(text: str) -> tuple[str, list]:
@@ -108,6 +111,7 @@ def _yaml_scalar(value) -> str:
 
 
 def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]:
+    """The seeds a point whose train.seed is `base` trains with."""
     if repeats is not None and seeds is not None:
         raise ConfigError("--seeds", "", "give either --repeats or --seeds, not both")
     if seeds is not None:
@@ -131,120 +135,70 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(scratch, path)
 
 
-def sweep_folder(runs_dir: Path, name: str, spec: dict, resume: bool) -> Path:
-    digest = config_hash(spec)
+def sweep_folder(runs_dir: Path, name: str, digest: str, resume: bool,
+                 notice: Callable[[str], None] | None = None) -> Path:
+    """The folder of this sweep: a new one, or with `resume` the newest with the same
+    contents (the same resolved configs and seeds: `digest`)."""
     parent = Path(runs_dir) / name
     if resume:
         earlier = sorted(parent.glob(f"*-{digest}")) if parent.is_dir() else []
         if earlier:
             return earlier[-1]
+        if notice is not None:
+            notice(f"--resume: no earlier folder of this sweep under {parent}; "
+                   "starting a new one")
     return parent / f"{utc_stamp()}-{digest}"
 
 
-@dataclass
-class Replica:
-    config: dict  # the point's config with this seed
-    folder: Path  # its sub-run
-
-
 def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[str],
-              seeds: list[int] | None, runs_dir: Path, *, name: str | None = None,
-              resume: bool = False, figures: bool = True, chunk: int = 16,
-              progress=None, backend: str = "local",
-              address: str | None = None) -> tuple[Path, list[dict]]:
-    """Train every grid point (of every config) and seed; returns (sweep folder, rows)."""
+              repeats: int | None, seeds: str | None, runs_dir: Path, *,
+              name: str | None = None, resume: bool = False, figures: bool = True,
+              executor=None, progress=None, notice: Callable[[str], None] | None = None,
+              on_plan: Callable[[int], None] | None = None) -> tuple[Path, list[dict]]:
+    """Train every grid point (of every config) and seed; returns (sweep folder, rows).
+
+    Each point trains with `--seeds`, or `--repeats` seeds from its own train.seed (swept or
+    not), or its train.seed alone. `on_plan(replica_epochs)` is told the work left to do."""
+    from circlereg.executor import execute
+    from circlereg.plan import Outputs, Plan, Replica
+
     config_paths = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
     parsed = [parse_axis(text) for text in axes]
     keys = [key for key, _ in parsed]
     if len(set(keys)) != len(keys):
         raise ConfigError("sweep", keys[0], "each key may be swept once")
-    points = expand(config_paths, overrides, parsed)
+    points = [Point(p.index, p.params, p.config, p.source,
+                    tuple(choose_seeds(p.config["train"]["seed"], repeats, seeds)))
+              for p in expand(config_paths, overrides, parsed)]
     keys = list(points[0].params)  # `config` first when several configs are compared
     base = points[0].config
-    seeds = seeds or [base["train"]["seed"]]
     name = name or (f"{base['name']}-sweep" if len(config_paths) == 1 else "compare")
     spec = {"config": [str(p) for p in config_paths] if len(config_paths) > 1
             else str(config_paths[0]), "set": list(overrides), "axes": list(axes),
-            "seeds": seeds, "name": name}
-    folder = sweep_folder(runs_dir, name, spec, resume)
+            "name": name}
+    # The folder is named by what it trains, not by the paths that described it.
+    digest = config_hash({"points": [[p.config, list(p.seeds)] for p in points]})
+    folder = sweep_folder(runs_dir, name, digest, resume, notice)
+    replicas = [Replica(with_seed(p.config, s), run, p.source)
+                for p in points for s, run in p.runs(folder)]
+    plan = Plan([r for r in replicas if not (r.destination / "metrics.json").is_file()],
+                Outputs(figures=figures))
+    plan.check()
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write(folder / "sweep.yaml", yaml.safe_dump(
-        {**spec, "points": [{"point": p.folder, **p.params} for p in points]}, sort_keys=False))
-
-    replicas = [Replica(with_seed(p.config, s), folder / p.folder / f"seed_{s}")
-                for p in points for s in seeds]
-    todo = [r for r in replicas if not r.folder.is_dir()]
+        {**spec, "points": [{"point": p.folder, **p.params, "seeds": list(p.seeds)}
+                            for p in points]}, sort_keys=False))
+    if on_plan is not None:
+        on_plan(plan.epochs())
     trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading back
-    if todo:
-        _check_custom(points)
-        trained = _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend,
-                         address)
-    rows = write_summary(folder, points, keys, seeds)
-    plot_sweep(folder, points, keys, seeds, rows, trained)
+    try:
+        if plan.replicas:
+            trained = {w.replica.destination: w.history
+                       for w in execute(plan, executor, progress)}
+    finally:  # an interrupted sweep still summarises what it finished
+        rows = write_summary(folder, points)
+    plot_sweep(folder, points, keys, rows, trained)
     return folder, rows
-
-
-def _check_custom(points: list[Point]) -> None:
-    from circlereg.regularizers import check_custom_regularizers
-
-    for point in points:
-        check_custom_regularizers(point.config, point.source)
-
-
-def _train(todo, folder, points, keys, seeds, figures, chunk, progress, backend="local",
-           address=None) -> dict[Path, dict]:
-    from circlereg.data import load_split
-    from circlereg.run import write_run
-    from circlereg.train import ActivationProbe, Chunk, structure_key, train_chunks
-
-    groups: dict[str, list[Replica]] = {}
-    for replica in todo:
-        groups.setdefault(structure_key(replica.config), []).append(replica)
-    # Chunk shape from the whole grid, not from what is left to train: a resumed sweep then
-    # trains each replica in a graph of the same shape as a sweep that ran straight through.
-    whole: dict[str, int] = {}
-    for point in points:
-        key = structure_key(point.config)
-        whole[key] = whole.get(key, 0) + len(seeds)
-    members, chunks = [], []  # each chunk's replicas, and the chunk itself
-    for key, group in groups.items():
-        split = load_split(group[0].config["data"])
-        for i in range(0, len(group), chunk):
-            members.append(group[i:i + chunk])
-            chunks.append(Chunk([r.config for r in members[-1]], split, min(chunk, whole[key])))
-    start = time.perf_counter()
-    if backend == "ray":
-        from circlereg.cluster import train_on_ray
-
-        finished = train_on_ray(chunks, address, progress)
-    else:
-        finished = train_chunks(chunks, progress=progress, workers=WORKERS)
-
-    probes: dict[str, ActivationProbe] = {}  # one per structure, built in the writer thread
-    trained: dict[Path, dict] = {}
-
-    def write_chunk(index: int, results: list) -> None:
-        replicas, split = members[index], chunks[index].split
-        key = structure_key(replicas[0].config)
-        probe = probes[key] = probes.get(key) or ActivationProbe(replicas[0].config)
-        for replica, result in zip(replicas, results):
-            replica.folder.parent.mkdir(parents=True, exist_ok=True)
-            write_run(replica.config, split, result, replica.folder, start, probe=probe,
-                      figures=figures)
-            trained[replica.folder] = result.history
-        write_summary(folder, points, keys, seeds)
-
-    # One writer thread: a chunk's sub-runs are written while later chunks train, and an
-    # interrupted sweep still finishes writing the chunk it had trained.
-    with ThreadPoolExecutor(1) as writer:
-        writing = None
-        for index, results in finished:
-            if writing is not None:
-                writing.result()
-            writing = writer.submit(write_chunk, index, results)
-        if writing is not None:
-            writing.result()
-    return trained
 
 
 def statistics(values: list[float]) -> dict:
@@ -280,13 +234,12 @@ def _metric(metrics: dict, statistic: str) -> float:
     return metrics[statistic]
 
 
-def write_summary(folder: Path, points: list[Point], keys: list[str],
-                  seeds: list[int]) -> list[dict]:
+def write_summary(folder: Path, points: list[Point]) -> list[dict]:
     """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through)."""
     rows = []
     for point in points:
-        metrics = [json.loads((folder / point.folder / f"seed_{s}" / "metrics.json").read_text())
-                   for s in seeds if (folder / point.folder / f"seed_{s}").is_dir()]
+        metrics = [json.loads((run / "metrics.json").read_text())
+                   for _, run in point.runs(folder) if (run / "metrics.json").is_file()]
         rows.append(summarize_point(point, metrics))
     columns = list(rows[0])
     buffer = [",".join(columns)]
@@ -309,8 +262,8 @@ def read_summary(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def plot_sweep(folder: Path, points: list[Point], keys: list[str], seeds: list[int],
-               rows: list[dict], trained: dict[Path, dict] | None = None) -> None:
+def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[dict],
+               trained: dict[Path, dict] | None = None) -> None:
     """The sweep's plots; `trained` holds histories already in memory, by sub-run folder."""
     from circlereg import plots
     from circlereg.rundir import read_history
@@ -325,9 +278,8 @@ def plot_sweep(folder: Path, points: list[Point], keys: list[str], seeds: list[i
                                    folder / f"accuracy_vs_{key}.png")
     curves = []
     for point in points:
-        runs = [folder / point.folder / f"seed_{s}" for s in seeds]
         histories = [(trained or {}).get(run) or read_history(run / "history.csv")
-                     for run in runs if run.is_dir()]
+                     for _, run in point.runs(folder) if (run / "history.csv").is_file()]
         if histories:
             label = ", ".join(f"{k.rsplit('.', 1)[-1]}={point.params[k]}" for k in keys)
             curves.append((label or point.folder, histories))

@@ -1,4 +1,5 @@
-"""Shared fixtures. Training tests use short runs; one full 4000-epoch study run is shared."""
+"""Shared fixtures. Tiers: the default (fast) tests use tiny data or few epochs; `slow` ones
+train the study's full 4000 epochs; `ray` ones start a local Ray cluster."""
 
 import os
 from pathlib import Path
@@ -9,6 +10,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+
+
+@pytest.fixture(scope="session")
+def executor():
+    """One executor for the session, so tests reuse its compiled trainers."""
+    from circlereg.executor import Executor
+
+    with Executor() as shared:
+        yield shared
 
 
 @pytest.fixture(scope="session")

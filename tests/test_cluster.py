@@ -18,6 +18,7 @@ from circlereg.cli import app
 from circlereg.cluster import LOOPBACK
 
 from .conftest import CONFIGS, ROOT
+from .test_invariant import fingerprint
 
 SWEEP = ["sweep", str(CONFIGS / "l1_pre_relu.yaml"), "model.regularizers.0.l1=1e-4,1e-3",
          "--set", "train.epochs=300", "--repeats", "4", "--chunk", "2", "--no-run-figures",
@@ -65,6 +66,7 @@ def summary(runs: Path) -> bytes:
     return (folder / "summary.csv").read_bytes()
 
 
+@pytest.mark.ray
 def test_ray_cluster_survives_a_killed_worker_and_matches_local(tmp_path, ray_cluster):
     """Ray listens on 127.0.0.1 only; one task's worker process is SIGKILLed and retried."""
     address, env = ray_cluster
@@ -78,7 +80,7 @@ def test_ray_cluster_survives_a_killed_worker_and_matches_local(tmp_path, ray_cl
                               stderr=subprocess.STDOUT, text=True)
     killed, deadline = None, time.time() + 300
     while killed is None and driver.poll() is None and time.time() < deadline:
-        found = subprocess.run(["pgrep", "-f", "ray::_train_task"], capture_output=True,
+        found = subprocess.run(["pgrep", "-f", "ray::TrainingActor"], capture_output=True,
                                text=True).stdout.split()
         if found:
             killed = int(found[0])
@@ -89,3 +91,7 @@ def test_ray_cluster_survives_a_killed_worker_and_matches_local(tmp_path, ray_cl
     assert driver.returncode == 0, output
     assert summary(on_ray) == summary(local)
     assert len(list(on_ray.rglob("seed_*/metrics.json"))) == 8
+    (folder,) = (local / "l1_pre_relu-sweep").iterdir()
+    (ray_folder,) = (on_ray / "l1_pre_relu-sweep").iterdir()
+    for run in folder.glob("p*/seed_*"):  # the invariant: every sub-run, byte for byte
+        assert fingerprint(run) == fingerprint(ray_folder / run.parent.name / run.name)

@@ -43,7 +43,11 @@ def test_a_wrong_published_figure_fails_and_the_measured_one_passes(tmp_path):
                     and r["metric"] == "test_accuracy")
     assert measured["verdict"] == "differs"
     assert {p.name for p in folder.iterdir()} == {
-        "reproduction.md", "reproduction.json", "accuracy_curves.png", "final_accuracy.png"}
+        "reproduction.md", "reproduction.json", "accuracy_curves.png", "final_accuracy.png",
+        "runs"}
+    # every replica is a run directory of its own, as `circlereg run` would write it
+    assert sorted(p.name for p in (folder / "runs" / "baseline").iterdir()) == [
+        "seed_1", "seed_2", "seed_3"]
 
     right = write_spec(tmp_path, baseline_spec({"test_accuracy": measured["measured_percent"]}))
     result = reproduce(tmp_path, right)

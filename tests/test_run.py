@@ -21,6 +21,7 @@ RUN_FILES = {"config.yaml", "metrics.json", "history.csv", "accuracy.png", "loss
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_run_directory_holds_every_file_parseable(study_run):
     path, _ = study_run
     assert {p.name for p in path.iterdir()} == RUN_FILES
@@ -47,6 +48,7 @@ def test_run_directory_holds_every_file_parseable(study_run):
         assert matplotlib.image.imread(path / png).shape[0] > 100
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_and_scores_as_reported(study_run):
     import keras
 

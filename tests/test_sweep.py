@@ -15,6 +15,7 @@ from circlereg.config import ConfigError
 from circlereg.sweep import choose_seeds, parse_axis, read_summary
 
 from .conftest import CONFIGS, ROOT
+from .test_invariant import fingerprint
 
 runner = CliRunner()
 L1 = "model.regularizers.0.l1"
@@ -130,6 +131,8 @@ def test_sweep_killed_then_resumed_matches_a_straight_run(tmp_path):
     (b,) = (resumed / "l1_pre_relu-sweep").iterdir()
     assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
     assert len(list(b.rglob("seed_*/metrics.json"))) == 8
+    for run in a.glob("p*/seed_*"):  # the invariant: every sub-run, byte for byte
+        assert fingerprint(run) == fingerprint(b / run.parent.name / run.name)
 
 
 def test_run_repeats_summarises_the_seeds(tmp_path):

@@ -10,7 +10,7 @@ from circlereg.cli import app
 from circlereg.config import load, with_seed
 from circlereg.data import load_split
 from circlereg.model import build_model
-from circlereg.train import CURVES, train_compiled, train_fit
+from circlereg.train import CURVES, train_fit
 
 from .conftest import CONFIGS, ROOT
 
@@ -61,10 +61,10 @@ def relative(a, b):
     ("early_stopping.enabled=true", "early_stopping.monitor=val_accuracy",
      "early_stopping.patience=20", "early_stopping.restore_best_weights=true"),
 ])
-def test_compiled_engine_matches_fit_with_constraints_and_early_stopping(overrides):
+def test_compiled_engine_matches_fit_with_constraints_and_early_stopping(overrides, executor):
     cfg = config("l1_pre_relu", "train.epochs=150", *overrides)
     split = load_split(cfg["data"])
-    ours, reference = train_compiled([cfg], split)[0], train_fit(cfg, split)
+    ours, reference = executor.train_all([cfg])[0], train_fit(cfg, split)
     assert ours.stopped_epoch == reference.stopped_epoch
     assert len(ours.history["loss"]) == len(reference.history["loss"])
     for curve in CURVES:
@@ -72,42 +72,40 @@ def test_compiled_engine_matches_fit_with_constraints_and_early_stopping(overrid
     assert ours.final["test_accuracy"] == pytest.approx(reference.final["test_accuracy"])
 
 
-def test_batch_norm_trains_like_fit():
+def test_batch_norm_trains_like_fit(executor):
     cfg = config("batchnorm", "train.epochs=20")
     split = load_split(cfg["data"])
-    ours, reference = train_compiled([cfg], split)[0], train_fit(cfg, split)
+    ours, reference = executor.train_all([cfg])[0], train_fit(cfg, split)
     assert relative(ours.history["loss"], reference.history["loss"]) < 1e-5
     assert relative(ours.history["val_loss"], reference.history["val_loss"]) < 1e-4
 
 
-def test_each_replica_stops_on_its_own_in_a_batch():
+def test_each_replica_stops_on_its_own_in_a_batch(executor):
     cfg = config("l1_pre_relu", "train.epochs=300", "early_stopping.enabled=true",
                  "early_stopping.monitor=val_accuracy", "early_stopping.patience=20")
-    split = load_split(cfg["data"])
     replicas = [with_seed(cfg, s) for s in (1, 2, 3)]
-    together = train_compiled(replicas, split, chunk=2, workers=1)
+    together = executor.train_all(replicas)
     stops = [r.stopped_epoch for r in together]
     assert len(set(stops)) > 1 and all(s is not None and s < 300 for s in stops)
     for replica, result in zip(replicas, together):
-        alone = train_compiled([replica], split)[0]
+        alone = executor.train_all([replica])[0]
         assert result.stopped_epoch == alone.stopped_epoch
         assert len(result.history["loss"]) == result.stopped_epoch  # nothing padded after
         for curve in CURVES:
-            assert relative(result.history[curve], alone.history[curve]) < 1e-5
+            assert np.array_equal(result.history[curve], alone.history[curve])
 
 
-def test_dropout_and_noise_are_deterministic_per_seed():
+def test_dropout_and_noise_are_deterministic_per_seed(executor):
     cfg = config("dropout", "train.epochs=200", "model.noise.0.stddev=0.05")
-    split = load_split(cfg["data"])
-    first, again = (train_compiled([cfg], split)[0] for _ in range(2))
+    first, again = (executor.train_all([cfg])[0] for _ in range(2))
     for curve in CURVES:
         assert np.array_equal(first.history[curve], again.history[curve])
-    batch = train_compiled([with_seed(cfg, 1), with_seed(cfg, 2)], split)
+    batch = executor.train_all([with_seed(cfg, 1), with_seed(cfg, 2)])
     for curve in CURVES:
-        assert relative(batch[0].history[curve], first.history[curve]) < 1e-5
+        assert np.array_equal(batch[0].history[curve], first.history[curve])
     assert not np.allclose(batch[0].history["loss"], batch[1].history["loss"])
     # dropout is on while training: the train loss is noisier than without it
-    plain = train_compiled([config("baseline", "train.epochs=200")], split)[0]
+    plain = executor.train_all([config("baseline", "train.epochs=200")])[0]
     assert np.std(np.diff(first.history["loss"])) > np.std(np.diff(plain.history["loss"]))
 
 

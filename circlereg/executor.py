@@ -1,0 +1,287 @@
+"""The executor: how a plan's replicas are batched, scheduled and handed to the writer.
+
+Every command (run, run --repeats, sweep, compare, reproduce) builds a `Plan` and calls
+`execute(plan, executor)`. Replicas of one structure (`train.structure_key`: everything but
+seed and penalty strengths) are cut into tasks of `chunk` replicas, each trained as batches
+of exactly `train.LANES` lanes; so how the plan was cut never reaches a replica's numbers.
+
+Tasks run on local worker threads (one per core by default) or on Ray actors. A compiled
+trainer costs seconds to trace and compile and about as long as a batch to train, so each
+executor keeps a `TrainerPool`: a worker prefers a task whose structure has an idle trainer,
+builds another trainer for a structure only when enough of its batches wait, and otherwise
+waits for one to come free. Initial weights are built ahead in one thread while earlier
+batches train; one writer thread writes each run directory while later batches train.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from circlereg.plan import Plan, Replica
+
+WORKERS = 2  # tasks trained at once: one per core of the 2-core machines this targets
+# Building a second trainer for a structure pays when more of its batches wait than this many
+# per trainer already on it (a compile costs about three 4-lane batches of training).
+BATCHES_PER_COMPILE = 3
+POOL_LIMIT = 8  # idle compiled trainers kept; the least recently used goes first
+
+
+@dataclass
+class Task:
+    """Replicas of one structure that one worker trains, batch after batch, on one trainer."""
+
+    key: str  # train.structure_key of every replica in it
+    indices: list[int]  # positions in the list of configs handed to Executor.train
+
+    def batches(self, lanes: int) -> list[list[int]]:
+        return [self.indices[i:i + lanes] for i in range(0, len(self.indices), lanes)]
+
+
+def make_tasks(configs: list[dict], chunk: int, lanes: int) -> list[Task]:
+    """Group by structure and cut into tasks of `chunk` replicas (rounded up to whole
+    batches), interleaving structures so that both workers start on different ones."""
+    from circlereg.train import structure_key
+
+    by_key: dict[str, list[int]] = {}
+    for index, config in enumerate(configs):
+        by_key.setdefault(structure_key(config), []).append(index)
+    size = -(-max(chunk, 1) // lanes) * lanes
+    per_key = [[Task(key, indices[i:i + size]) for i in range(0, len(indices), size)]
+               for key, indices in by_key.items()]
+    return [task for round_ in zip_longest(per_key) for task in round_]
+
+
+def zip_longest(lists: list[list]) -> list[list]:
+    """[[a1, a2], [b1]] -> [[a1, b1], [a2]]."""
+    return [[lst[i] for lst in lists if i < len(lst)]
+            for i in range(max(map(len, lists), default=0))]
+
+
+class TrainerPool:
+    """Idle compiled trainers by structure key. Owned by one Executor and lives as long as
+    it; a trainer is either in the pool or held by exactly one worker."""
+
+    def __init__(self, limit: int = POOL_LIMIT):
+        self.limit = limit
+        self._idle: collections.OrderedDict[str, list] = collections.OrderedDict()
+
+    def has(self, key: str) -> bool:
+        return bool(self._idle.get(key))
+
+    def take(self, key: str):
+        trainers = self._idle.get(key)
+        return trainers.pop() if trainers else None
+
+    def put(self, key: str, trainer) -> None:
+        self._idle.setdefault(key, []).append(trainer)
+        self._idle.move_to_end(key)
+        while sum(map(len, self._idle.values())) > self.limit:
+            oldest = next(k for k, idle in self._idle.items() if idle)
+            self._idle[oldest].pop(0)
+            if not self._idle[oldest]:
+                del self._idle[oldest]
+
+
+class Executor:
+    """Trains lists of replica configs on local workers or on Ray; reuse one executor across
+    plans to reuse its compiled trainers (`with Executor() as executor: ...`)."""
+
+    def __init__(self, workers: int = WORKERS, backend: str = "local",
+                 address: str | None = None, chunk: int | None = None):
+        from circlereg.train import LANES
+
+        self.workers, self.backend, self.address = workers, backend, address
+        self.lanes = LANES
+        self.chunk = chunk or LANES
+        self.pool = TrainerPool()
+        self._splits: dict[str, object] = {}
+        self._ray = None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
+
+    def split(self, config: dict):
+        """The config's data split, loaded once per data section."""
+        from circlereg.config import config_hash
+        from circlereg.data import load_split
+
+        key = config_hash(config["data"])
+        if key not in self._splits:
+            self._splits[key] = load_split(config["data"])
+        return self._splits[key]
+
+    def train(self, configs: list[dict], progress: Callable[[int], None] | None = None
+              ) -> Iterator[tuple[int, object]]:
+        """Yield (index into configs, train.Result) as batches finish."""
+        fit = [i for i, c in enumerate(configs) if c["train"]["engine"] == "fit"]
+        for index in fit:  # the reference engine: model.fit, one replica at a time
+            from circlereg.train import train_fit
+
+            result = train_fit(configs[index], self.split(configs[index]))
+            if progress is not None:
+                progress(len(result.history["loss"]))
+            yield index, result
+        compiled = [i for i, c in enumerate(configs) if c["train"]["engine"] == "compiled"]
+        tasks = make_tasks([configs[i] for i in compiled], self.chunk, self.lanes)
+        if self.backend == "ray":
+            from circlereg.cluster import RayBackend
+
+            self._ray = self._ray or RayBackend(self.address, self.workers)
+            finished = self._ray.train([[configs[compiled[i]] for i in task.indices]
+                                        for task in tasks], progress)
+            for task_index, results in finished:
+                for i, result in zip(tasks[task_index].indices, results):
+                    yield compiled[i], result
+            return
+        for i, result in self._train_local([configs[i] for i in compiled], tasks, progress):
+            yield compiled[i], result
+
+    def train_all(self, configs: list[dict], progress=None) -> list:
+        """Train without writing anything: train.Results in the order given."""
+        results = dict(self.train(configs, progress))
+        return [results[i] for i in range(len(configs))]
+
+    def _train_local(self, configs: list[dict], tasks: list[Task], progress
+                     ) -> Iterator[tuple[int, object]]:
+        from circlereg.model import initial_state
+        from circlereg.train import LaneTrainer
+
+        pending, busy = list(tasks), collections.Counter()
+        changed = threading.Condition()
+        finished: collections.deque = collections.deque()
+        state = {"stop": False, "error": None, "running": 0}
+
+        def take() -> tuple[Task, object] | None:
+            """The next task with an idle trainer for it, or one worth building a trainer
+            for; None when nothing is left (or everything stops)."""
+            with changed:
+                while not state["stop"] and pending:
+                    task = next((t for t in pending if self.pool.has(t.key)), None)
+                    if task is None:
+                        waiting = collections.Counter(t.key for t in pending)
+                        task = next((t for t in pending if not busy[t.key] or waiting[t.key]
+                                     > BATCHES_PER_COMPILE * busy[t.key]), None)
+                    if task is not None:
+                        pending.remove(task)
+                        busy[task.key] += 1
+                        return task, self.pool.take(task.key)
+                    changed.wait()
+                return None
+
+        def work() -> None:
+            while (taken := take()) is not None:
+                task, trainer = taken
+                try:
+                    trainer = trainer or LaneTrainer(configs[task.indices[0]],
+                                                     self.split(configs[task.indices[0]]))
+                    for batch in task.batches(self.lanes):
+                        starts = [starts_ahead[i].result() for i in batch]
+                        results = trainer.train([configs[i] for i in batch], starts, progress)
+                        with changed:
+                            finished.extend(zip(batch, results))
+                            changed.notify_all()
+                    with changed:
+                        self.pool.put(task.key, trainer)
+                except BaseException as err:  # handed to the consuming thread, which raises it
+                    with changed:
+                        state["stop"], state["error"] = True, state["error"] or err
+                finally:
+                    with changed:
+                        busy[task.key] -= 1
+                        changed.notify_all()
+
+        def run_worker() -> None:
+            try:
+                work()
+            finally:
+                with changed:
+                    state["running"] -= 1
+                    changed.notify_all()
+
+        order = [i for task in tasks for i in task.indices]
+        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(self.workers) as workers:
+            starts_ahead = {i: builder.submit(initial_state, configs[i]) for i in order}
+            state["running"] = min(self.workers, len(tasks))
+            for _ in range(state["running"]):
+                workers.submit(run_worker)
+            try:
+                while True:
+                    with changed:
+                        while not finished and state["running"] and state["error"] is None:
+                            changed.wait()
+                        if state["error"] is not None:
+                            raise state["error"]
+                        if not finished and not state["running"]:
+                            return
+                        ready = [finished.popleft() for _ in range(len(finished))]
+                    yield from ready
+            finally:  # done, interrupted or failed: start nothing new, let running batches end
+                with changed:
+                    state["stop"] = True
+                    changed.notify_all()
+                for future in starts_ahead.values():
+                    future.cancel()
+
+
+@dataclass
+class Written:
+    """What the writer made of one replica: its metrics and curves, as written."""
+
+    replica: Replica
+    metrics: dict
+    history: dict
+
+
+def execute(plan: Plan, executor: Executor | None = None, progress=None,
+            on_written: Callable[[Written], None] | None = None) -> list[Written]:
+    """Train every replica of the plan and write its run directory; returns what was
+    written, in plan order. An interrupted plan keeps every run directory already written."""
+    from circlereg.rundir import Writer
+    from circlereg.train import structure_key
+
+    plan.check()
+    own = executor is None
+    executor = executor or Executor()
+    written: dict[int, Written] = {}
+    writer = Writer(plan.outputs)
+    try:
+        # One writer thread: a batch's run directories are written while later batches
+        # train, and an interrupted plan still finishes writing what it had trained.
+        with ThreadPoolExecutor(1) as writing:
+            structures = {structure_key(r.config): r.config for r in plan.replicas}
+
+            def advance(replica_epochs: int) -> None:
+                # Once compiled training runs (it releases the GIL, tracing does not), the
+                # writer builds what it needs in the meantime.
+                while structures:
+                    writing.submit(writer.prepare, structures.popitem()[1])
+                if progress is not None:
+                    progress(replica_epochs)
+
+            def write(index: int, result) -> None:
+                replica = plan.replicas[index]
+                metrics = writer.write(replica, result, executor.split(replica.config))
+                written[index] = Written(replica, metrics, result.history)
+                if on_written is not None:
+                    on_written(written[index])
+
+            futures = [writing.submit(write, index, result) for index, result in
+                       executor.train([r.config for r in plan.replicas], advance)]
+            for future in futures:
+                future.result()
+    finally:
+        if own:
+            executor.close()
+    return [written[i] for i in range(len(plan.replicas))]

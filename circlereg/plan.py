@@ -1,0 +1,52 @@
+"""Plans: what every command asks to train. A plan is a list of replicas, each a resolved
+config (its seed included) and the run directory it goes to, plus what each run writes.
+
+Commands only build plans (run: one replica; run --repeats, sweep, compare: points x seeds;
+reproduce: models x conventions x seeds) and hand them to `executor.execute`, which trains
+them and has `rundir.Writer` write each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What each run directory holds besides config, history, metrics and environment."""
+
+    figures: bool = True  # accuracy.png, loss.png, decision_boundary.png
+    model: bool = True  # model.keras
+
+
+@dataclass(frozen=True)
+class Replica:
+    config: dict  # resolved, with its train.seed
+    destination: Path  # its run directory
+    source: str = "<config>"  # the file it came from, for error messages
+
+    @property
+    def seed(self) -> int:
+        return self.config["train"]["seed"]
+
+
+@dataclass
+class Plan:
+    replicas: list[Replica]
+    outputs: Outputs = field(default_factory=Outputs)
+
+    def epochs(self) -> int:
+        """Replica-epochs to train at most (early stopping may end some sooner)."""
+        return sum(r.config["train"]["epochs"] for r in self.replicas)
+
+    def check(self) -> None:
+        """Import and try every user penalty before anything trains (ConfigError if bad)."""
+        from circlereg.regularizers import check_custom_regularizers
+
+        seen = set()
+        for replica in self.replicas:
+            kinds = tuple(reg["kind"] for reg in replica.config["model"]["regularizers"])
+            if (replica.source, kinds) not in seen:
+                seen.add((replica.source, kinds))
+                check_custom_regularizers(replica.config, replica.source)
