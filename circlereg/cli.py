@@ -28,9 +28,18 @@ SetOption = Annotated[list[str] | None, typer.Option(
                   "(repeatable; list items by index).")]
 
 
+DIVERGED = 3  # exit code of a lone run whose training loss stopped being finite
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def write_failed(err: OSError) -> str:
+    """A file system error (disk full, permissions) as one line."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"cannot write {where}{err.strerror or err}"
 
 
 def _version(value: bool) -> None:
@@ -126,6 +135,9 @@ def run(
             raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
         resolved = load(config, (set_ or []) + _seed_override(seed))
         executor = _executor(workers, None, backend, address)
+        from circlereg.rundir import check_runs_dir
+
+        check_runs_dir(runs_dir)
         _notice(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
                 f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}")
         from circlereg.run import run_one
@@ -136,10 +148,16 @@ def run(
                                     executor=executor, progress=progress.advance)
     except ConfigError as err:
         fail(str(err))
+    except OSError as err:
+        fail(write_failed(err) + "; no run directory was written")
     except KeyboardInterrupt:
         fail("interrupted; no run directory was written", code=130)
     typer.echo(f"Train: {metrics['train_accuracy']:.3f}, Test: {metrics['test_accuracy']:.3f}")
     typer.echo(f"run: {path}")
+    if metrics["diverged"]:
+        typer.echo(f"warning: the run diverged (training loss not finite by epoch "
+                   f"{metrics['epochs']}); exit code {DIVERGED}", err=True)
+        raise typer.Exit(DIVERGED)
 
 
 @app.command()
@@ -171,10 +189,12 @@ def sweep(
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
                run_figures, quiet, workers, chunk, backend="local", address=None) -> None:
+    from circlereg.rundir import check_runs_dir
     from circlereg.sweep import run_sweep
 
     try:
         executor = _executor(workers, chunk, backend, address)
+        check_runs_dir(runs_dir)
         with executor, _progress(quiet) as progress:
             folder, rows = run_sweep(configs, axes, (set_ or []) + _seed_override(seed),
                                      repeats, seeds, runs_dir, name=name, resume=resume,
@@ -183,6 +203,9 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
                                      on_plan=progress.total)
     except ConfigError as err:
         fail(str(err))
+    except OSError as err:
+        fail(write_failed(err) + f"; finished runs are kept: run `circlereg {command}` with "
+             "the same arguments and --resume to complete")
     except KeyboardInterrupt:
         fail(f"interrupted; finished runs are kept: run `circlereg {command}` with the same "
              "arguments and --resume to complete", code=130)
@@ -281,24 +304,42 @@ def reproduce(
     reproduces under the study's convention, 1 otherwise."""
     from circlereg.reproduce import failing_rows, load_spec
     from circlereg.reproduce import reproduce as run_reproduction
+    from circlereg.rundir import check_runs_dir
 
     try:
         loaded = load_spec(spec, seeds, epochs)
         executor = _executor(workers, chunk, backend, address)
+        check_runs_dir(runs_dir)
         with executor, _progress(quiet) as progress:
             folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,
                                                progress=progress.advance,
                                                on_plan=progress.total)
     except ConfigError as err:
         fail(str(err))
+    except OSError as err:
+        fail(write_failed(err) + "; no report was written")
     except KeyboardInterrupt:
-        fail("interrupted; no report was written", code=130)
+        fail("interrupted; no report was written (finished runs are kept)", code=130)
     typer.echo((folder / "reproduction.md").read_text())
     typer.echo(f"report: {folder}")
     failures = failing_rows(verdict)
     for row in failures:
         typer.echo(f"FAILED: {row}", err=True)
     raise typer.Exit(1 if failures else 0)
+
+
+@app.command("list")
+def list_runs(runs_dir: Annotated[Path, typer.Argument(help="Folder to list.")] = Path("runs")
+              ) -> None:
+    """List runs, sweeps, comparisons and reproductions, with whether each is complete."""
+    from circlereg.rundir import listing
+
+    found = listing(runs_dir)
+    if not found:
+        _notice(f"nothing under {runs_dir}")
+    width = max((len(status) for status, _, _ in found), default=0)
+    for status, folder, what in found:
+        typer.echo(f"{status:<{width}}  {folder}  ({what})")
 
 
 @app.command()

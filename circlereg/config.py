@@ -32,6 +32,13 @@ DTYPES = ("float32", "float64")
 BATCH_NORM_POSITIONS = ("before_activation", "after_activation")
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")  # what History records
 CUSTOM_KIND = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# Bounds of what the engine can take: seeds are int32 inside the compiled graph; the others
+# keep a typo (1e12 epochs, 1e8 points) from running for days or exhausting memory.
+MAX_SEED = 2**31 - 1
+MAX_EPOCHS = 1_000_000
+MAX_SAMPLES = 1_000_000
+MAX_WIDTH = 100_000
+MAX_NAME = 100
 
 
 class ConfigError(ValueError):
@@ -52,9 +59,9 @@ def _number(value: Any) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"must be a number, got {value!r}") from None
+            raise ValueError(f"must be a number, got {quote(value)}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {value!r}")
+        raise ValueError(f"must be a finite number, got {quote(value)}")
     return float(value)
 
 
@@ -77,32 +84,49 @@ def _integer(value: Any) -> int:
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"must be an integer, got {value!r}") from None
+            raise ValueError(f"must be an integer, got {quote(value)}") from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be an integer, got {value!r}")
+        raise ValueError(f"must be an integer, got {quote(value)}")
     return value
 
 
 def positive_int(value: Any) -> int:
     value = _integer(value)
     if value < 1:
-        raise ValueError(f"must be an integer >= 1, got {value}")
+        raise ValueError(f"must be an integer >= 1, got {quote(value)}")
     return value
 
 
 def non_negative_int(value: Any) -> int:
     value = _integer(value)
     if value < 0:
-        raise ValueError(f"must be an integer >= 0, got {value}")
+        raise ValueError(f"must be an integer >= 0, got {quote(value)}")
     return value
+
+
+def int_in(low: int, high: int) -> Callable[[Any], int]:
+    """An integer in [low, high]."""
+    def check(value: Any) -> int:
+        value = _integer(value)
+        if not low <= value <= high:
+            raise ValueError(f"must be an integer in [{low}, {high}], got {quote(value)}")
+        return value
+
+    return check
+
+
+def quote(value: Any, limit: int = 40) -> str:
+    """A value as quoted in an error: at most `limit` characters of it."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def one_of(*allowed: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}; got {value!r}")
+            raise ValueError(f"must be one of {', '.join(allowed)}; got {quote(value)}")
         return value
 
     return check
@@ -124,27 +148,31 @@ def fraction(value: Any) -> float:
 
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
+        raise ValueError(f"must be true or false, got {quote(value)}")
     return value
 
 
 def name_text(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+", value):
-        raise ValueError(f"must be letters, digits, '_', '-' or '.', got {value!r}")
+    """A folder name that stays where it is put: no separators, not `.` or `..`."""
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+", value) \
+            or not value.strip(".") or len(value) > MAX_NAME:
+        raise ValueError(f"must be 1 to {MAX_NAME} letters, digits, '_', '-' or '.' (not only "
+                         f"dots), got {quote(value)}")
     return value
 
 
 def widths(value: Any) -> list[int]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of layer widths, e.g. [500]; got {value!r}")
-    return [positive_int(width) for width in value]
+    if not isinstance(value, list) or not value or len(value) > 100:
+        raise ValueError(f"must be a list of 1 to 100 layer widths, e.g. [500]; got "
+                         f"{quote(value)}")
+    return [int_in(1, MAX_WIDTH)(width) for width in value]
 
 
 def regularizer_kind(value: Any) -> str:
     if value in BUILTIN_KINDS or (isinstance(value, str) and CUSTOM_KIND.match(value)):
         return value
     raise ValueError(
-        f"must be one of {', '.join(BUILTIN_KINDS)} or package.module:function; got {value!r}"
+        f"must be one of {', '.join(BUILTIN_KINDS)} or package.module:function; got {quote(value)}"
     )
 
 
@@ -162,10 +190,10 @@ class Key:
 SCHEMA: tuple[Key, ...] = (
     Key("name", None, optional(name_text),
         "run name, the folder under runs/; default: the config file's stem"),
-    Key("data.n_samples", 100, positive_int, "points drawn by sklearn make_circles"),
+    Key("data.n_samples", 100, int_in(2, MAX_SAMPLES), "points drawn by sklearn make_circles"),
     Key("data.noise", 0.1, non_negative, "standard deviation of the Gaussian noise"),
     Key("data.factor", 0.8, non_negative, "inner circle radius relative to the outer (< 1)"),
-    Key("data.seed", 1, non_negative_int, "make_circles random_state: fixes the data set"),
+    Key("data.seed", 1, int_in(0, MAX_SEED), "make_circles random_state: fixes the data set"),
     Key("data.n_train", 30, positive_int,
         "the first n_train rows train, the rest test (no shuffling)"),
     Key("model.hidden", [500], widths, "hidden layer widths, one Dense layer each"),
@@ -206,12 +234,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("model.max_norm[].layer", 0, non_negative_int, "hidden layer whose kernel is constrained"),
     Key("model.max_norm[].value", None, positive,
         "largest allowed norm of each unit's incoming weights; required"),
-    Key("train.epochs", 4000, positive_int, "training epochs"),
-    Key("train.batch_size", 32, positive_int,
+    Key("train.epochs", 4000, int_in(1, MAX_EPOCHS), "training epochs"),
+    Key("train.batch_size", 32, int_in(1, MAX_SAMPLES),
         "minibatch size; >= n_train means one full batch per epoch, as in the study"),
     Key("train.optimizer", "adam", one_of(*OPTIMIZERS), "Keras optimizer, default settings"),
     Key("train.learning_rate", 0.001, positive, "optimizer learning rate"),
-    Key("train.seed", 1, non_negative_int,
+    Key("train.seed", 1, int_in(0, MAX_SEED),
         "keras.utils.set_random_seed before building: the initial weights (and minibatch "
         "order)"),
     Key("train.dtype", "float32", one_of(*DTYPES),
@@ -221,7 +249,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("early_stopping.enabled", False, boolean,
         "stop each run as keras.callbacks.EarlyStopping would"),
     Key("early_stopping.monitor", "val_loss", one_of(*MONITORS), "the History curve watched"),
-    Key("early_stopping.patience", 0, non_negative_int,
+    Key("early_stopping.patience", 0, int_in(0, MAX_EPOCHS),
         "epochs without improvement before stopping"),
     Key("early_stopping.min_delta", 0.0, non_negative,
         "smallest change that counts as an improvement"),
@@ -252,7 +280,8 @@ def defaults() -> dict:
 def _unknown(source: str, where: str, key: str, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    key = key if key.isprintable() else repr(key)  # keep the error on one line
+    key = key if key.isprintable() else repr(key)  # one short line, whatever the key
+    key = key if len(key) <= 40 else key[:40] + "..."
     return ConfigError(source, f"{where}{key}", f"unknown key; {hint}allowed: {', '.join(known)}")
 
 
@@ -267,7 +296,7 @@ def _resolve_item(source: str, list_path: str, index: int, item: Any, n_hidden: 
     """One item of a list key (a regularizer, a dropout layer, ...): defaults and checks."""
     where = f"{list_path}.{index}"
     if not isinstance(item, dict):
-        raise ConfigError(source, where, f"must be a mapping of keys, got {item!r}")
+        raise ConfigError(source, where, f"must be a mapping of keys, got {quote(item)}")
     prefix = f"{list_path}[]."
     fields = [k.path.removeprefix(prefix) for k in SCHEMA if k.path.startswith(prefix)]
     for key in item:
@@ -325,7 +354,7 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
             raise _unknown(source, "", str(section), ["name", *SECTIONS])
         body = {} if body is None else body
         if not isinstance(body, dict):
-            raise ConfigError(source, section, f"must be a mapping, got {body!r}")
+            raise ConfigError(source, section, f"must be a mapping, got {quote(body)}")
         known = [k.path.split(".")[1] for k in SCHEMA
                  if k.path.startswith(section + ".") and "[]" not in k.path]
         for field, value in body.items():
@@ -342,7 +371,7 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
         items = config[section][field]
         items = [] if items is None else items
         if not isinstance(items, list):
-            raise ConfigError(source, list_path, f"must be a list, got {items!r}")
+            raise ConfigError(source, list_path, f"must be a list, got {quote(items)}")
         config[section][field] = [_resolve_item(source, list_path, i, item, n_hidden)
                                   for i, item in enumerate(items)]
         _check_slots(source, list_path, config[section][field])
@@ -423,20 +452,51 @@ def apply_override(raw: dict, parts: list[str], value: Any, text: str) -> None:
             raise ConfigError("--set", where, f"cannot set a key inside {node!r}")
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Read, override and validate one YAML config; raise ConfigError naming file and key."""
-    path = Path(path)
-    source = str(path)
-    if not path.is_file():
-        raise ConfigError(source, "", "no such config file")
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses what a config never needs and a mistake or an attack
+    brings: a key given twice in one mapping (which would silently win), and aliases (a
+    few lines of them expand to gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem="aliases (*name) are not supported in configs",
+                                       problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {quote(key)}",
+                                           problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path, source: str) -> Any:
+    """Parse a YAML file strictly; ConfigError naming the line on any problem."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(source, "", f"YAML syntax error at {line}{err.problem}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(source, "", f"not readable YAML: {err}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        raise ConfigError(source, "", "not readable YAML: "
+                          + " ".join(str(err).split())[:120]) from None
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read, override and validate one YAML config; raise ConfigError naming file and key."""
+    path = Path(path)
+    source = str(path)
+    if not path.exists():
+        raise ConfigError(source, "", "no such config file")
+    if not path.is_file():
+        raise ConfigError(source, "", "not a file; give a YAML config file")
+    raw = read_yaml(path, source)
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "must be a YAML mapping of sections, "
@@ -446,7 +506,9 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict:
         apply_override(raw, parts, value, text)
     config = resolve(raw, source)
     # The file stem names the run folder unless `name` is set; keep it a safe folder name.
-    config["name"] = config["name"] or re.sub(r"[^\w.-]", "_", path.stem)
+    if config["name"] is None:
+        stem = re.sub(r"[^\w.-]", "_", path.stem)[:MAX_NAME]
+        config["name"] = stem if stem.strip(".") else "config"
     return config
 
 

@@ -166,7 +166,7 @@ def technique_bars(rows: list[dict], path: Path) -> None:
     """Final train and test accuracy per compared config (mean, 95% CI), the baseline's test
     mean as a dashed line when a config is named baseline."""
     labels = [r["config"] + "".join(f" {k.rsplit('.', 1)[-1]}={v}" for k, v in r.items()
-                                    if k not in ("config", "point", "n", "n_diverged")
+                                    if k not in ("config", "point", "n", "n_diverged", "n_missing")
                                     and not k.endswith(("_mean", "_std", "_min", "_max",
                                                         "_low", "_high")))
               for r in rows]

@@ -16,14 +16,21 @@ does not reproduce under today's convention.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from circlereg.config import ConfigError, config_hash, load, with_seed
+from circlereg.config import (
+    MAX_EPOCHS,
+    ConfigError,
+    config_hash,
+    load,
+    name_text,
+    quote,
+    read_yaml,
+    with_seed,
+)
 
 CONVENTIONS = ("sum", "mean", "mean_scaled")
 CHECKED = "sum"
@@ -38,10 +45,7 @@ def load_spec(path: Path, seeds: int | None = None, epochs: int | None = None) -
     source = str(path)
     if not Path(path).is_file():
         raise ConfigError(source, "", "no such reproduction spec")
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(source, "", f"not readable YAML: {err}".splitlines()[0]) from None
+    raw = read_yaml(Path(path), source)
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "must be a YAML mapping")
     for key in raw:
@@ -50,13 +54,19 @@ def load_spec(path: Path, seeds: int | None = None, epochs: int | None = None) -
     spec = {"name": raw.get("name", Path(path).stem), "seeds": raw.get("seeds", 30),
             "epochs": raw.get("epochs", 4000), "alpha": raw.get("alpha", 0.05),
             "tolerance_points": raw.get("tolerance_points", 1)}
+    try:
+        name_text(spec["name"])
+    except ValueError as err:
+        raise ConfigError(source, "name", str(err)) from None
     if seeds is not None:
         spec["seeds"] = seeds
     if epochs is not None:
         spec["epochs"] = epochs
-    for key in ("seeds", "epochs"):
-        if not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 1:
-            raise ConfigError(source, key, f"must be an integer >= 1, got {spec[key]!r}")
+    for key, high in (("seeds", 10_000), ("epochs", MAX_EPOCHS)):
+        if not isinstance(spec[key], int) or isinstance(spec[key], bool) \
+                or not 1 <= spec[key] <= high:
+            raise ConfigError(source, key, f"must be an integer in [1, {high}], got "
+                                           f"{quote(spec[key])}")
     if not isinstance(spec["alpha"], (int, float)) or not 0 < spec["alpha"] < 1:
         raise ConfigError(source, "alpha", f"must be a number in (0, 1), got {spec['alpha']!r}")
     if not isinstance(spec["tolerance_points"], (int, float)) or spec["tolerance_points"] < 0:
@@ -78,7 +88,7 @@ def load_spec(path: Path, seeds: int | None = None, epochs: int | None = None) -
 
 def _load_model(source: str, folder: Path, name: str, body, epochs: int) -> dict:
     where = f"models.{name}"
-    if not isinstance(body, dict) or "config" not in body:
+    if not isinstance(body, dict) or not isinstance(body.get("config"), str):
         raise ConfigError(source, where, "must be a mapping with a `config` path")
     for key in body:
         if key not in ("config", "published"):
@@ -301,13 +311,14 @@ def sparsity(spec: dict, measured: dict) -> list[dict]:
 def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, environment: dict,
                  seconds: float) -> None:
     from circlereg import plots
+    from circlereg.rundir import write_json
 
     (folder / "reproduction.md").write_text(report_markdown(spec, verdict, environment, seconds))
     public_spec = {**spec, "models": {n: {"config": m["config_path"], "published": m["published"]}
                                       for n, m in spec["models"].items()}}
-    (folder / "reproduction.json").write_text(json.dumps(
-        {"spec": public_spec, **verdict, "environment": environment,
-         "wall_seconds": round(seconds, 1)}, indent=2) + "\n")
+    write_json(folder / "reproduction.json", {"spec": public_spec, **verdict,
+                                              "environment": environment,
+                                              "wall_seconds": round(seconds, 1)})
     plots.model_curves({name: measured[CHECKED][name]["curves"] for name in spec["models"]},
                        folder / "accuracy_curves.png", f"convention {CHECKED}")
     plots.final_bars(verdict["figures"], list(spec["models"]), CONVENTIONS,
@@ -327,8 +338,16 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     from circlereg.regularizers import installed_convention
 
     start = time.perf_counter()
-    public = {**spec, "models": {n: m["config_path"] for n, m in spec["models"].items()}}
-    folder = rundir.run_path(runs_dir, {**public, "name": f"reproduce-{spec['name']}"})
+    # Named by what it trains (every replica's resolved config), not by the spec's paths.
+    parent = rundir.inside(runs_dir, Path(f"reproduce-{spec['name']}"))
+    work, _ = plan(spec, parent)
+    digest = config_hash([r.config for r in work.replicas])
+    folder = parent / f"{rundir.utc_stamp()}-{digest}"
+    work, _ = plan(spec, folder)
+    work.check()
+    folder.mkdir(parents=True)
+    rundir.write_json(folder / "plan.json", {"runs": [
+        str(r.destination.relative_to(folder)) for r in work.replicas]})
     measured = measure(spec, folder, executor, progress, on_plan)
     verdict = judge(spec, measured)
     verdict["sparsity"] = sparsity(spec, measured)

@@ -11,6 +11,7 @@ when every file is there, so an interrupted run never leaves a folder that looks
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circlereg.config import config_hash, dump
+from circlereg.config import ConfigError, config_hash, dump, quote
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -31,22 +32,106 @@ def utc_stamp() -> str:
 
 
 def run_path(runs_dir: Path, config: dict) -> Path:
-    return Path(runs_dir) / config["name"] / f"{utc_stamp()}-{config_hash(config)}"
+    return inside(runs_dir, Path(config["name"]) / f"{utc_stamp()}-{config_hash(config)}")
+
+
+def inside(runs_dir: Path, relative: Path) -> Path:
+    """runs_dir / relative, refusing any path that would leave runs_dir (names are checked
+    where they are read; this is the last line of defence)."""
+    root = Path(runs_dir).resolve()
+    path = (root / relative).resolve()
+    if path == root or root not in path.parents:
+        raise ConfigError("--runs-dir", "", f"{quote(str(relative))} would be written "
+                                            f"outside {runs_dir}")
+    return Path(runs_dir) / relative
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """Before any training: --runs-dir is a folder, or can become one, that we can write."""
+    path = Path(runs_dir)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ConfigError("--runs-dir", "", f"{existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError("--runs-dir", "", f"{existing} is not writable")
 
 
 @contextmanager
 def atomic_dir(final: Path):
-    """Yield a scratch folder; rename it to `final` on success, delete it on any failure."""
+    """Yield a scratch folder; rename it to `final` on success (replacing a damaged run
+    left there, which --resume retrains), delete it on any failure."""
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.parent / f".partial-{final.name}"
     shutil.rmtree(partial, ignore_errors=True)  # left by a killed process; never complete
     partial.mkdir()
     try:
         yield partial
+        if final.exists():
+            shutil.rmtree(final)
         partial.rename(final)
     except BaseException:  # KeyboardInterrupt included: never leave a half-written run
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+@contextmanager
+def locked(folder: Path):
+    """Hold `folder`'s lock while training into it: a second process on the same folder
+    refuses at once, in one line, rather than colliding with the first."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(str(folder), "", "another circlereg process is training into "
+                                               "this folder; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def listing(runs_dir: Path) -> list[tuple[str, Path, str]]:
+    """(status, folder, what) for every run, sweep, comparison and reproduction under
+    runs_dir: `complete`, or `incomplete` with how many of its runs are there."""
+    found = []
+    for folder in sorted(Path(runs_dir).glob("*/*")):
+        if not folder.is_dir() or folder.name.startswith("."):
+            continue
+        if (folder / "plan.json").is_file():
+            try:
+                planned = json.loads((folder / "plan.json").read_text())["runs"]
+            except (ValueError, OSError, KeyError, TypeError):
+                found.append(("damaged", folder, "plan.json is unreadable"))
+                continue
+            done = sum(run_state(folder / run) is None for run in planned)
+            report = folder.parent.name.startswith("reproduce-")
+            complete = done == len(planned) and (not report
+                                                 or (folder / "reproduction.md").is_file())
+            what = "reproduction" if report else "sweep"
+            found.append(("complete" if complete else "incomplete", folder,
+                          f"{what}, {done}/{len(planned)} runs"))
+        else:
+            state = run_state(folder)
+            found.append(("complete" if state is None else "damaged", folder,
+                          "run" if state is None else f"run, {state}"))
+    return found
+
+
+def run_state(run: Path) -> str | None:
+    """None when `run` holds a complete run; else what is wrong with it."""
+    if not run.is_dir():
+        return "missing"
+    for name in ("metrics.json", "history.csv", "config.yaml"):
+        if not (run / name).is_file():
+            return f"{name} is missing"
+    try:
+        json.loads((run / "metrics.json").read_text())
+    except (ValueError, OSError):
+        return "metrics.json is unreadable"
+    return None
 
 
 def write_history(path: Path, history: dict) -> None:
@@ -198,5 +283,16 @@ def environment(convention: str) -> dict:
     }
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
+def write_json(path: Path, data) -> None:
+    """Strict JSON (parsers reject NaN): a non-finite number is written as null."""
+    path.write_text(json.dumps(strict(data), indent=2, allow_nan=False) + "\n")
+
+
+def strict(data):
+    if isinstance(data, float) and not np.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(v) for v in data]
+    return data

@@ -26,12 +26,22 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from circlereg.config import ConfigError, config_hash, load, parse_scalar, with_seed
+from circlereg.config import (
+    MAX_SEED,
+    ConfigError,
+    config_hash,
+    load,
+    name_text,
+    parse_scalar,
+    quote,
+    with_seed,
+)
 from circlereg.rundir import utc_stamp
 
 GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
-SUMMARY_FIXED = ("point", "n", "n_diverged")  # summary columns besides params and statistics
+SUMMARY_FIXED = ("point", "n", "n_diverged", "n_missing")
+MAX_REPEATS = 100_000  # summary columns besides params and statistics
 
 
 @dataclass(frozen=True)
@@ -118,14 +128,20 @@ def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]
         try:
             chosen = [int(s) for s in seeds.split(",")]
         except ValueError:
-            raise ConfigError("--seeds", "", f"must be comma-separated integers, got {seeds!r}")\
-                from None
-        if not chosen or min(chosen) < 0 or len(set(chosen)) != len(chosen):
-            raise ConfigError("--seeds", "", f"must be distinct integers >= 0, got {seeds!r}")
+            raise ConfigError("--seeds", "", "must be comma-separated integers, got "
+                                             f"{quote(seeds)}") from None
+        if not chosen or min(chosen) < 0 or max(chosen) > MAX_SEED \
+                or len(set(chosen)) != len(chosen):
+            raise ConfigError("--seeds", "", f"must be distinct integers in [0, {MAX_SEED}], "
+                                             f"got {quote(seeds)}")
         return chosen
     repeats = 1 if repeats is None else repeats
-    if repeats < 1:
-        raise ConfigError("--repeats", "", f"must be an integer >= 1, got {repeats}")
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise ConfigError("--repeats", "", f"must be an integer in [1, {MAX_REPEATS}], "
+                                           f"got {repeats}")
+    if base + repeats - 1 > MAX_SEED:
+        raise ConfigError("--repeats", "", f"seeds {base}..{base + repeats - 1} pass the "
+                                           f"largest seed, {MAX_SEED}")
     return list(range(base, base + repeats))
 
 
@@ -135,19 +151,70 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(scratch, path)
 
 
-def sweep_folder(runs_dir: Path, name: str, digest: str, resume: bool,
+IDENTITY = "plan.json"  # what a folder trains (resolved configs, seeds): its identity
+MAX_POINTS = 10_000
+MAX_RUNS = 100_000
+
+
+def sweep_folder(runs_dir: Path, name: str, identity: dict, resume: bool,
                  notice: Callable[[str], None] | None = None) -> Path:
-    """The folder of this sweep: a new one, or with `resume` the newest with the same
-    contents (the same resolved configs and seeds: `digest`)."""
-    parent = Path(runs_dir) / name
+    """The folder of this sweep: a new one, or with `resume` the one that trains exactly
+    this work. `resume` refuses, naming the first difference, when the newest folder of
+    this name trained something else."""
+    from circlereg.rundir import inside
+
+    parent = inside(runs_dir, Path(name))
+    digest = config_hash(identity)
     if resume:
-        earlier = sorted(parent.glob(f"*-{digest}")) if parent.is_dir() else []
-        if earlier:
-            return earlier[-1]
+        same = sorted(parent.glob(f"*-{digest}")) if parent.is_dir() else []
+        if same:
+            return same[-1]
+        others = sorted(p.parent for p in parent.glob(f"*/{IDENTITY}")) if parent.is_dir() \
+            else []
+        if others:
+            try:
+                earlier = json.loads((others[-1] / IDENTITY).read_text())
+            except (ValueError, OSError):
+                earlier = {}
+            raise ConfigError("--resume", "", f"{others[-1]} trained other work "
+                                              f"({difference(earlier, identity)}); run without "
+                                              "--resume to start a new folder")
         if notice is not None:
-            notice(f"--resume: no earlier folder of this sweep under {parent}; "
-                   "starting a new one")
+            notice(f"--resume: nothing to resume under {parent}; starting a new folder")
     return parent / f"{utc_stamp()}-{digest}"
+
+
+def identity(points: list[Point]) -> dict:
+    """What a sweep folder trains; also lists its runs, so `circlereg list` can count them."""
+    return {"points": [{"point": p.folder, "seeds": list(p.seeds), "config": p.config}
+                       for p in points],
+            "runs": [f"{p.folder}/seed_{s}" for p in points for s in p.seeds]}
+
+
+def difference(old: dict, new: dict) -> str:
+    """The first difference between two identities, e.g. `p000 model.regularizers.0.l1:
+    0.0001 -> 0.01`."""
+    old_points, new_points = old.get("points", []), new["points"]
+    if len(old_points) != len(new_points):
+        return f"{len(old_points)} grid points, now {len(new_points)}"
+    for before, after in zip(old_points, new_points):
+        flat_before = _flatten({"seeds": before.get("seeds"), **before.get("config", {})})
+        flat_after = _flatten({"seeds": after["seeds"], **after["config"]})
+        for key in sorted(set(flat_before) | set(flat_after)):
+            if flat_before.get(key) != flat_after.get(key):
+                return (f"{after['point']} {key}: {quote(flat_before.get(key))} -> "
+                        f"{quote(flat_after.get(key))}")
+    return "the same configs, hashed differently"
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items()
+                for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return {k: v for i, item in enumerate(value)
+                for k, v in _flatten(item, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): value}
 
 
 def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[str],
@@ -159,45 +226,68 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
 
     Each point trains with `--seeds`, or `--repeats` seeds from its own train.seed (swept or
     not), or its train.seed alone. `on_plan(replica_epochs)` is told the work left to do."""
+    from circlereg import rundir
     from circlereg.executor import execute
     from circlereg.plan import Outputs, Plan, Replica
 
+    notice = notice or (lambda message: None)
     config_paths = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
     parsed = [parse_axis(text) for text in axes]
     keys = [key for key, _ in parsed]
     if len(set(keys)) != len(keys):
         raise ConfigError("sweep", keys[0], "each key may be swept once")
+    size = len(config_paths) * math.prod(len(values) for _, values in parsed)
+    if size > MAX_POINTS:  # before validating each point, which takes time and memory
+        raise ConfigError("sweep", "", f"{size} grid points; at most {MAX_POINTS}")
     points = [Point(p.index, p.params, p.config, p.source,
                     tuple(choose_seeds(p.config["train"]["seed"], repeats, seeds)))
               for p in expand(config_paths, overrides, parsed)]
+    if sum(len(p.seeds) for p in points) > MAX_RUNS:
+        raise ConfigError("sweep", "", f"{sum(len(p.seeds) for p in points)} runs; at most "
+                                       f"{MAX_RUNS}")
     keys = list(points[0].params)  # `config` first when several configs are compared
     base = points[0].config
     name = name or (f"{base['name']}-sweep" if len(config_paths) == 1 else "compare")
+    try:
+        name_text(name)
+    except ValueError as err:
+        raise ConfigError("--name", "", str(err)) from None
     spec = {"config": [str(p) for p in config_paths] if len(config_paths) > 1
             else str(config_paths[0]), "set": list(overrides), "axes": list(axes),
             "name": name}
     # The folder is named by what it trains, not by the paths that described it.
-    digest = config_hash({"points": [[p.config, list(p.seeds)] for p in points]})
-    folder = sweep_folder(runs_dir, name, digest, resume, notice)
+    folder = sweep_folder(runs_dir, name, identity(points), resume, notice)
     replicas = [Replica(with_seed(p.config, s), run, p.source)
                 for p in points for s, run in p.runs(folder)]
-    plan = Plan([r for r in replicas if not (r.destination / "metrics.json").is_file()],
-                Outputs(figures=figures))
+    todo = []
+    for replica in replicas:
+        state = rundir.run_state(replica.destination)
+        if state is not None:
+            if state != "missing":
+                notice(f"{replica.destination}: {state}; training it again")
+            todo.append(replica)
+    plan = Plan(todo, Outputs(figures=figures))
     plan.check()
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "sweep.yaml", yaml.safe_dump(
-        {**spec, "points": [{"point": p.folder, **p.params, "seeds": list(p.seeds)}
-                            for p in points]}, sort_keys=False))
-    if on_plan is not None:
-        on_plan(plan.epochs())
-    trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading back
-    try:
-        if plan.replicas:
-            trained = {w.replica.destination: w.history
-                       for w in execute(plan, executor, progress)}
-    finally:  # an interrupted sweep still summarises what it finished
-        rows = write_summary(folder, points)
+    with rundir.locked(folder):
+        if not (folder / IDENTITY).is_file():
+            _atomic_write(folder / IDENTITY, json.dumps(identity(points), indent=1) + "\n")
+        _atomic_write(folder / "sweep.yaml", yaml.safe_dump(
+            {**spec, "points": [{"point": p.folder, **p.params, "seeds": list(p.seeds)}
+                                for p in points]}, sort_keys=False))
+        if on_plan is not None:
+            on_plan(plan.epochs())
+        trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading
+        try:
+            if plan.replicas:
+                trained = {w.replica.destination: w.history
+                           for w in execute(plan, executor, progress)}
+        finally:  # an interrupted sweep still summarises what it finished, and says so
+            rows = write_summary(folder, points)
     plot_sweep(folder, points, keys, rows, trained)
+    diverged = sum(row["n_diverged"] for row in rows)
+    if diverged:
+        notice(f"warning: {diverged} of {len(replicas)} runs diverged (training loss not "
+               "finite); they are counted in n_diverged and left out of the statistics")
     return folder, rows
 
 
@@ -219,7 +309,8 @@ def statistics(values: list[float]) -> dict:
 def summarize_point(point: Point, metrics: list[dict]) -> dict:
     finite = [m for m in metrics if not m["diverged"]]
     row = {"point": point.folder, **point.params, "n": len(finite),
-           "n_diverged": len(metrics) - len(finite)}
+           "n_diverged": len(metrics) - len(finite),
+           "n_missing": len(point.seeds) - len(metrics)}
     for statistic in STATISTICS:
         values = [_metric(m, statistic) for m in finite]
         # 6 decimals (accuracy moves in steps of 1/70): a resumed sweep, whose replicas may
@@ -235,18 +326,26 @@ def _metric(metrics: dict, statistic: str) -> float:
 
 
 def write_summary(folder: Path, points: list[Point]) -> list[dict]:
-    """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through)."""
+    """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through).
+    summary.json says whether every planned run is there (`status`); so do the `n_missing`
+    columns."""
+    from circlereg.rundir import run_state, strict
+
     rows = []
     for point in points:
         metrics = [json.loads((run / "metrics.json").read_text())
-                   for _, run in point.runs(folder) if (run / "metrics.json").is_file()]
+                   for _, run in point.runs(folder) if run_state(run) is None]
         rows.append(summarize_point(point, metrics))
+    missing = sum(row["n_missing"] for row in rows)
+    planned = sum(len(p.seeds) for p in points)
     columns = list(rows[0])
     buffer = [",".join(columns)]
     for row in rows:
         buffer.append(",".join(_cell(row[c]) for c in columns))
     _atomic_write(folder / "summary.csv", "\n".join(buffer) + "\n")
-    _atomic_write(folder / "summary.json", json.dumps(rows, indent=2) + "\n")
+    _atomic_write(folder / "summary.json", json.dumps(strict({
+        "status": "incomplete" if missing else "complete", "runs_planned": planned,
+        "runs_finished": planned - missing, "points": rows}), indent=2) + "\n")
     return rows
 
 

@@ -180,7 +180,7 @@ def test_factor_must_be_below_one():
 
 
 def test_zero_epochs():
-    raises({"train": {"epochs": 0}}, "train.epochs", "must be an integer >= 1", "got 0")
+    raises({"train": {"epochs": 0}}, "train.epochs", "must be an integer in [1, 1000000]", "got 0")
 
 
 def test_layer_index_out_of_range():
@@ -233,7 +233,7 @@ def test_same_target_on_different_slots_is_fine():
 
 
 def test_empty_hidden():
-    raises({"model": {"hidden": []}}, "model.hidden", "non-empty list of layer widths")
+    raises({"model": {"hidden": []}}, "model.hidden", "must be a list of 1 to 100 layer widths")
 
 
 def test_regularizer_item_must_be_a_mapping():

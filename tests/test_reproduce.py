@@ -44,7 +44,7 @@ def test_a_wrong_published_figure_fails_and_the_measured_one_passes(tmp_path):
     assert measured["verdict"] == "differs"
     assert {p.name for p in folder.iterdir()} == {
         "reproduction.md", "reproduction.json", "accuracy_curves.png", "final_accuracy.png",
-        "runs"}
+        "runs", "plan.json"}
     # every replica is a run directory of its own, as `circlereg run` would write it
     assert sorted(p.name for p in (folder / "runs" / "baseline").iterdir()) == [
         "seed_1", "seed_2", "seed_3"]
@@ -67,7 +67,7 @@ def test_conventions_differ_only_in_activity_penalties():
 
 @pytest.mark.parametrize("body, key, message", [
     ({"models": {}}, "models", "must be a mapping of model name"),
-    ({"seeds": 0, "models": {"b": {"config": "x"}}}, "seeds", "must be an integer >= 1"),
+    ({"seeds": 0, "models": {"b": {"config": "x"}}}, "seeds", "must be an integer in [1, 10000]"),
     ({"modles": {}}, "modles", "unknown key"),
     ({"models": {"b": {"config": str(CONFIGS / "baseline.yaml"),
                        "published": {"test_accuracy": 178}}}},

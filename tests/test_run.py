@@ -96,7 +96,7 @@ def write(tmp_path, text, name="bad.yaml"):
     ("train:\n  epochs: [", [], "YAML syntax error at line"),
     ("train:\n  epoch: 5\n", [], "train.epoch: unknown key; did you mean 'epochs'?"),
     ("train:\n  epochs: many\n", [], "train.epochs: must be an integer"),
-    ("train:\n  epochs: 0\n", [], "train.epochs: must be an integer >= 1"),
+    ("train:\n  epochs: 0\n", [], "train.epochs: must be an integer in [1, 1000000]"),
     ("model:\n  regularizers:\n    - {target: activity, l1: -1}\n", [],
      "model.regularizers.0.l1: must be >= 0"),
     ("model:\n  regularizers:\n    - {target: kernel, placement: pre_activation}\n", [],

@@ -56,7 +56,7 @@ def test_seed_choice():
     assert choose_seeds(3, 4, None) == [3, 4, 5, 6]
     assert choose_seeds(1, None, "1,5,9") == [1, 5, 9]
     assert choose_seeds(7, None, None) == [7]
-    with pytest.raises(ConfigError, match="must be an integer >= 1"):
+    with pytest.raises(ConfigError, match=r"must be an integer in \[1, 100000\]"):
         choose_seeds(1, 0, None)
 
 
@@ -65,7 +65,7 @@ def test_seed_choice():
     ([f"{L1}=-1,1e-4"], "model.regularizers.0.l1: must be >= 0"),
     (["model.regularizers.0.placement=inside"], "must be one of pre_activation"),
     ([f"{L1}=logspace(-6,-1)"], "logspace takes"),
-    (["--repeats", "0"], "--repeats: must be an integer >= 1"),
+    (["--repeats", "0"], "--repeats: must be an integer in [1, 100000]"),
 ])
 def test_bad_sweep_input_exits_2_and_trains_nothing(tmp_path, args, message):
     result = runner.invoke(app, ["sweep", str(CONFIGS / "l1_pre_relu.yaml"), *args,
@@ -93,7 +93,10 @@ def test_sweep_writes_summary_plots_and_sub_runs(tmp_path):
     rows = read_summary(folder / "summary.csv")
     assert [r[L1] for r in rows] == ["0.0001", "0.0001", "0.001", "0.001"]
     assert all(r["n"] == "2" for r in rows)
-    assert json.loads((folder / "summary.json").read_text())[0]["point"] == "p000"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["runs_finished"] == 8
+    assert summary["points"][0]["point"] == "p000"
+    assert all(row["n_missing"] == "0" for row in rows)
     assert {p.name for p in folder.glob("*.png")} == {f"accuracy_vs_{L1}.png", "curves.png"}
     sub_run = folder / "p003" / "seed_2"
     assert {p.name for p in sub_run.iterdir()} == {
