@@ -100,7 +100,14 @@ def _executor(workers: int, chunk: int | None, backend: str, address: str | None
         raise ConfigError("--address", "", "applies to --backend ray only")
     from circlereg.executor import Executor
 
-    return Executor(workers=workers, backend=backend, address=address, chunk=chunk)
+    return Executor(workers=workers, backend=backend, address=address, chunk=chunk,
+                    pool=TRAINERS)
+
+
+# Compiled trainers for commands run in this process: None makes each command's executor own
+# its own (the CLI runs one command per process); tests set a TrainerPool they own, so the
+# commands they invoke in one process reuse compiled graphs.
+TRAINERS = None
 
 
 def _notice(message: str) -> None:

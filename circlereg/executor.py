@@ -91,13 +91,16 @@ class Executor:
     plans to reuse its compiled trainers (`with Executor() as executor: ...`)."""
 
     def __init__(self, workers: int = WORKERS, backend: str = "local",
-                 address: str | None = None, chunk: int | None = None):
+                 address: str | None = None, chunk: int | None = None,
+                 pool: TrainerPool | None = None):
+        """`pool`: compiled trainers to use and keep, owned by the caller (default: the
+        executor's own, for its lifetime)."""
         from circlereg.train import LANES
 
         self.workers, self.backend, self.address = workers, backend, address
         self.lanes = LANES
         self.chunk = chunk or LANES
-        self.pool = TrainerPool()
+        self.pool = pool if pool is not None else TrainerPool()
         self._splits: dict[str, object] = {}
         self._ray = None
 

@@ -157,7 +157,7 @@ def check_custom_regularizers(config: dict, source: str) -> None:
                                            f"{type(err).__name__}: {_short(err)}") from None
         if not dtype.startswith(("float", "int")):
             raise ConfigError(source, key, f"{reg['kind']} must return a number, got "
-                                           f"{type(value).__name__} of {dtype}")
+                                           f"{type(value).__name__} ({dtype})")
         if shape != ():
             raise ConfigError(source, key, f"{reg['kind']} must return a scalar, "
                                            f"got shape {shape}")

@@ -165,7 +165,9 @@ class Writer:
         from circlereg.regularizers import installed_convention
         from circlereg.train import structure_key
 
-        self._probes.setdefault(structure_key(config), ActivationProbe(config))
+        key = structure_key(config)
+        if key not in self._probes:
+            self._probes[key] = ActivationProbe(config)
         if self._environment is None:
             self._environment = environment(installed_convention())
 

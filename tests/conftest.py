@@ -12,12 +12,24 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def trainers():
+    """One pool of compiled trainers for the session, owned here: every executor the tests
+    make, and every command they invoke in this process, reuses its compiled graphs."""
+    from circlereg import cli
+    from circlereg.executor import TrainerPool
+
+    cli.TRAINERS = TrainerPool(limit=64)
+    yield cli.TRAINERS
+    cli.TRAINERS = None
+
+
 @pytest.fixture(scope="session")
-def executor():
-    """One executor for the session, so tests reuse its compiled trainers."""
+def executor(trainers):
+    """An executor on the session's pool, for tests that train without the CLI."""
     from circlereg.executor import Executor
 
-    with Executor() as shared:
+    with Executor(pool=trainers) as shared:
         yield shared
 
 

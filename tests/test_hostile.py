@@ -67,8 +67,7 @@ def test_yaml_that_would_silently_win_or_explode(tmp_path, text, expected):
 def test_a_config_file_named_dots_stays_inside_runs_dir(tmp_path):
     config = write(tmp_path, "train:\n  epochs: 2\n", name="...yaml")
     runs = tmp_path / "runs"
-    result = runner.invoke(app, ["run", config, "--runs-dir", str(runs), "--quiet",
-                                 "--no-run-figures"])
+    result = runner.invoke(app, ["run", config, *SMALL, "--runs-dir", str(runs)])
     assert result.exit_code == 0, result.output
     assert [p.name for p in runs.iterdir()] == ["config"]
     assert not (tmp_path / "config").exists()
@@ -115,8 +114,11 @@ def test_a_million_point_grid_is_refused_at_once(tmp_path):
                    "1000000 grid points; at most 10000")
 
 
+# One small structure for every test here (a kernel L1 penalty whose strength sweeps vary),
+# so they share one compiled graph.
 SMALL = ["--set", "train.epochs=20", "--set", "data.n_samples=40", "--set", "data.n_train=12",
-         "--set", "model.hidden=[8]", "--quiet", "--no-run-figures"]
+         "--set", "model.hidden=[8]", "--set", "model.regularizers.0.target=kernel",
+         "--quiet", "--no-run-figures"]
 
 
 def test_a_diverged_run_says_so_and_exits_3_with_strict_json(tmp_path):
@@ -134,7 +136,7 @@ def test_a_diverged_run_says_so_and_exits_3_with_strict_json(tmp_path):
 
 
 def sweep_args(runs, *extra):
-    return ["sweep", BASELINE, "train.learning_rate=0.001,0.01", "--repeats", 2, *SMALL,
+    return ["sweep", BASELINE, "model.regularizers.0.l1=0.001,0.01", "--repeats", 2, *SMALL,
             "--runs-dir", runs, *extra]
 
 

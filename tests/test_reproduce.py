@@ -22,7 +22,7 @@ def write_spec(tmp_path, body: dict):
 
 
 def baseline_spec(published: dict) -> dict:
-    return {"name": "tiny", "seeds": 3, "epochs": 150,
+    return {"name": "tiny", "seeds": 3, "epochs": 60,
             "models": {"baseline": {"config": str(CONFIGS / "baseline.yaml"),
                                     "published": published}}}
 

@@ -71,9 +71,9 @@ def run(*args):
 
 def test_same_config_and_seed_give_byte_identical_history(tmp_path):
     for _ in range(2):
-        assert run("run", CONFIGS / "l1_post_relu.yaml", "--set", "train.epochs=300",
+        assert run("run", CONFIGS / "l1_pre_relu.yaml", "--set", "train.epochs=60",
                    "--seed", 4, "--runs-dir", tmp_path).exit_code == 0
-    first, second = sorted((tmp_path / "l1_post_relu").iterdir())
+    first, second = sorted((tmp_path / "l1_pre_relu").iterdir())
     assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()
     assert yaml.safe_load((first / "config.yaml").read_text())["train"]["seed"] == 4
 
@@ -140,7 +140,7 @@ def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(plots, "decision_boundary", interrupt)  # mid-way through writing
-    result = run("run", CONFIGS / "baseline.yaml", "--set", "train.epochs=3",
+    result = run("run", CONFIGS / "baseline.yaml", "--set", "train.epochs=60",
                  "--runs-dir", tmp_path)
     assert result.exit_code == 130
     assert "interrupted; no run directory was written" in result.output

@@ -56,6 +56,7 @@ def relative(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     ("model.max_norm.0.value=0.5",),
     ("early_stopping.enabled=true", "early_stopping.monitor=val_accuracy",
@@ -72,6 +73,7 @@ def test_compiled_engine_matches_fit_with_constraints_and_early_stopping(overrid
     assert ours.final["test_accuracy"] == pytest.approx(reference.final["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_batch_norm_trains_like_fit(executor):
     cfg = config("batchnorm", "train.epochs=20")
     split = load_split(cfg["data"])
@@ -96,7 +98,7 @@ def test_each_replica_stops_on_its_own_in_a_batch(executor):
 
 
 def test_dropout_and_noise_are_deterministic_per_seed(executor):
-    cfg = config("dropout", "train.epochs=200", "model.noise.0.stddev=0.05")
+    cfg = config("dropout", "train.epochs=200", "model.noise.0.stddev=0.05", "model.hidden=[64]")
     first, again = (executor.train_all([cfg])[0] for _ in range(2))
     for curve in CURVES:
         assert np.array_equal(first.history[curve], again.history[curve])
@@ -105,7 +107,7 @@ def test_dropout_and_noise_are_deterministic_per_seed(executor):
         assert np.array_equal(batch[0].history[curve], first.history[curve])
     assert not np.allclose(batch[0].history["loss"], batch[1].history["loss"])
     # dropout is on while training: the train loss is noisier than without it
-    plain = executor.train_all([config("baseline", "train.epochs=200")])[0]
+    plain = executor.train_all([config("baseline", "train.epochs=200", "model.hidden=[64]")])[0]
     assert np.std(np.diff(first.history["loss"])) > np.std(np.diff(plain.history["loss"]))
 
 
