@@ -146,6 +146,13 @@ def fraction(value: Any) -> float:
     return value
 
 
+def unit_interval(value: Any) -> float:
+    value = _number(value)
+    if not 0 <= value <= 1:
+        raise ValueError(f"must be in [0, 1], got {value:g}")
+    return value
+
+
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {quote(value)}")
@@ -229,7 +236,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("model.noise", [], None, "list of GaussianNoise layers (active while training only)"),
     Key("model.noise[].layer", None, optional(non_negative_int),
         "hidden layer after whose output the noise is added; null: on the input"),
-    Key("model.noise[].stddev", None, non_negative, "noise standard deviation; required"),
+    Key("model.noise[].stddev", None, unit_interval,
+        "noise standard deviation, in [0, 1] (Keras' GaussianNoise); required"),
     Key("model.max_norm", [], None, "list of MaxNorm kernel constraints"),
     Key("model.max_norm[].layer", 0, non_negative_int, "hidden layer whose kernel is constrained"),
     Key("model.max_norm[].value", None, positive,

@@ -109,12 +109,9 @@ class LaneTrainer:
         self.strengths = tf.Variable(tf.zeros((capacity, n_regs, 2), self.dtype))
         self.seeds = tf.Variable(tf.zeros(capacity, tf.int32))
         self.early = config["early_stopping"]
-        if self.early["enabled"]:
-            self.best = tf.Variable(tf.zeros(capacity, self.dtype))
-            self.wait = tf.Variable(tf.zeros(capacity, tf.int32))
-            self.stopped = tf.Variable(tf.zeros(capacity, tf.int32))  # -1: still training
-            self.best_weights = stack(model.trainable_variables + model.non_trainable_variables,
-                                      "best")
+        self.stopping = LaneEarlyStopping(
+            self.early, len(self.split.train_x), len(self.split.test_x), self.dtype,
+            self.stacked + self.state) if self.early["enabled"] else None
         self.optimizer = make_optimizer(train_cfg)
         self.optimizer.build(self.stacked)
         # Moments, step count and learning rate as built: restored before every chunk.
@@ -165,11 +162,8 @@ class LaneTrainer:
         self.seeds.assign(seeds + seeds[:1] * pad)
         for variable, value in zip(self.optimizer.variables, self.optimizer_start):
             variable.assign(value)
-        if self.early["enabled"]:
-            worst = np.inf if self.early["monitor"].endswith("loss") else -np.inf
-            self.best.assign(np.full(self.capacity, worst, self.dtype))
-            self.wait.assign(np.zeros(self.capacity, "int32"))
-            self.stopped.assign(np.full(self.capacity, -1, "int32"))
+        if self.stopping is not None:
+            self.stopping.reset()
 
         start = time.perf_counter()
         done, parts = 0, []
@@ -180,35 +174,18 @@ class LaneTrainer:
                 progress(count * len(configs))
         if self.early["enabled"] and self.early["restore_best_weights"]:
             self.restore()  # as EarlyStopping.on_train_end, stopped early or not
-        curves = [tf.concat(part, axis=0) for part in zip(*parts)]
+        curves = [tf.concat(part, axis=0).numpy() for part in zip(*parts)]
         (train_loss, train_acc), (test_loss, test_acc) = self.final()
         seconds = (time.perf_counter() - start) / len(configs)
-        # Keras' Mean metrics divide their running totals once; so do we, on the host.
-        real = np.dtype(self.dtype).type
-        n_train, n_test = real(len(self.split.train_x)), real(len(self.split.test_x))
-        sizes = (n_train, n_train, n_test, n_test)
-        curves = [c.numpy().T / n for c, n in zip(curves, sizes)]  # -> (R, epochs)
-        train_loss, train_acc = (t.numpy() / n_train for t in (train_loss, train_acc))
-        test_loss, test_acc = (t.numpy() / n_test for t in (test_loss, test_acc))
-        stacked = [v.numpy() for v in self.stacked]
-        state = [v.numpy() for v in self.state]
-        stopped = self.stopped.numpy() if self.early["enabled"] else np.full(len(configs), -1)
-        results = []
-        for r, config in enumerate(configs):
-            ran = self.epochs if stopped[r] < 0 else stopped[r] + 1  # nothing after the stop
-            results.append(Result(
-                seed=config["train"]["seed"],
-                history={name: curve[r][:ran] for name, curve in zip(CURVES, curves)},
-                final={"train_loss": float(train_loss[r]),
-                       "train_accuracy": float(train_acc[r]),
-                       "test_loss": float(test_loss[r]), "test_accuracy": float(test_acc[r])},
-                weights=[(stacked if is_trainable else state)[i][r]
-                         for is_trainable, i in self.weight_order],
-                train_seconds=seconds,
-                stopped_epoch=None if stopped[r] < 0 else int(stopped[r]) + 1,
-                shape=self.shape,
-            ))
-        return results
+        stacked, state = [v.numpy() for v in self.stacked], [v.numpy() for v in self.state]
+        weights = [(stacked if is_trainable else state)[i] for is_trainable, i in
+                   self.weight_order]
+        stopped = self.stopping.stopped.numpy() if self.stopping else np.full(self.capacity, -1)
+        sums = {"train_loss": train_loss, "train_accuracy": train_acc, "test_loss": test_loss,
+                "test_accuracy": test_acc}
+        return unstack(configs, curves, {k: v.numpy() for k, v in sums.items()}, weights,
+                       stopped, (len(self.split.train_x), len(self.split.test_x)), self.dtype,
+                       seconds, self.shape)
 
     def _forward(self, weights, state, strength, x, y, training):
         """One replica on one batch: (loss including penalties, number correct, new state).
@@ -292,42 +269,20 @@ class LaneTrainer:
             correct += hits
         return loss_sum, correct
 
-    def _early_stopping(self, epoch, curves):
-        """keras.callbacks.EarlyStopping.on_epoch_end, for every replica at once."""
-        n_train, n_test = len(self.split.train_x), len(self.split.test_x)
-        sums = dict(zip(CURVES, curves))
-        size = n_test if self.early["monitor"].startswith("val_") else n_train
-        current = sums[self.early["monitor"]] / size
-        running = tf.equal(self.stopped, -1)
-        delta = self.early["min_delta"]
-        if self.early["monitor"].endswith("loss"):
-            improved = current + delta < self.best
-        else:
-            improved = current - delta > self.best
-        improved = improved & running
-        self.best.assign(tf.where(improved, current, self.best))
-        wait = tf.where(improved, 0, tf.where(running, self.wait + 1, self.wait))
-        self.wait.assign(wait)
-        if self.early["restore_best_weights"]:
-            for best, variable in zip(self.best_weights, self.stacked + self.state):
-                best.assign(_where(improved, variable.value, best.value))
-        stop = running & ~improved & (wait >= self.early["patience"]) & (epoch > 0)
-        self.stopped.assign(tf.where(stop, epoch, self.stopped))
-
     def _run(self, first_epoch, count):
         """`count` (at most `self.segment`) epochs from `first_epoch`; weights and optimizer
         state live in variables. Returns the curves, `self.segment` long (the tail unused)."""
         test_x, test_y = self.split.test_x, self.split.test_y
-        early = self.early["enabled"]
+        stopping = self.stopping
 
         def body(i, curves):
             epoch = first_epoch + i
-            frozen = tf.not_equal(self.stopped, -1) if early else None
+            frozen = tf.not_equal(stopping.stopped, -1) if stopping else None
             loss, accuracy = self._train_epoch(epoch, frozen)
             val_loss, val_accuracy = self._evaluate(test_x, test_y)
             values = (loss, accuracy, val_loss, val_accuracy)
-            if early:
-                self._early_stopping(epoch, values)
+            if stopping:
+                stopping.update(epoch, dict(zip(CURVES, values)))
             return i + 1, [c.write(i, v) for c, v in zip(curves, values)]
 
         curves = [tf.TensorArray(self.dtype, size=self.segment) for _ in CURVES]
@@ -335,12 +290,82 @@ class LaneTrainer:
         return [c.stack() for c in curves]
 
     def _restore_best(self):
-        for variable, best in zip(self.stacked + self.state, self.best_weights):
-            variable.assign(best.value)
+        self.stopping.restore()
 
     def _final(self):
         return (self._evaluate(self.split.train_x, self.split.train_y),
                 self._evaluate(self.split.test_x, self.split.test_y))
+
+
+class LaneEarlyStopping:
+    """keras.callbacks.EarlyStopping for every lane at once. Its bookkeeping (best value,
+    epochs waited, the epoch each lane stopped at, best weights) lives in variables, so the
+    compiled epoch loop updates it; `weights` are the trainer's stacked variables."""
+
+    def __init__(self, settings: dict, n_train: int, n_test: int, dtype: str, weights: list):
+        self.settings, self.dtype, self.weights = settings, dtype, weights
+        self.size = n_test if settings["monitor"].startswith("val_") else n_train
+        lanes = weights[0].shape[0]
+        self.best = tf.Variable(tf.zeros(lanes, dtype))
+        self.wait = tf.Variable(tf.zeros(lanes, tf.int32))
+        self.stopped = tf.Variable(tf.zeros(lanes, tf.int32))  # -1: still training
+        self.best_weights = [keras.Variable(np.zeros(v.shape, v.dtype), name=f"best_{i}")
+                             for i, v in enumerate(weights)]
+
+    def reset(self) -> None:
+        worst = np.inf if self.settings["monitor"].endswith("loss") else -np.inf
+        self.best.assign(np.full(self.best.shape, worst, self.dtype))
+        self.wait.assign(np.zeros(self.wait.shape, "int32"))
+        self.stopped.assign(np.full(self.stopped.shape, -1, "int32"))
+
+    def update(self, epoch, sums: dict) -> None:
+        """EarlyStopping.on_epoch_end, from the epoch's summed curves."""
+        current = sums[self.settings["monitor"]] / self.size
+        running = tf.equal(self.stopped, -1)
+        delta = self.settings["min_delta"]
+        if self.settings["monitor"].endswith("loss"):
+            improved = current + delta < self.best
+        else:
+            improved = current - delta > self.best
+        improved = improved & running
+        self.best.assign(tf.where(improved, current, self.best))
+        wait = tf.where(improved, 0, tf.where(running, self.wait + 1, self.wait))
+        self.wait.assign(wait)
+        if self.settings["restore_best_weights"]:
+            for best, variable in zip(self.best_weights, self.weights):
+                best.assign(_where(improved, variable.value, best.value))
+        stop = running & ~improved & (wait >= self.settings["patience"]) & (epoch > 0)
+        self.stopped.assign(tf.where(stop, epoch, self.stopped))
+
+    def restore(self) -> None:
+        """EarlyStopping.on_train_end with restore_best_weights."""
+        for variable, best in zip(self.weights, self.best_weights):
+            variable.assign(best.value)
+
+
+def unstack(configs: list[dict], curves: list[np.ndarray], sums: dict,
+            weights: list[np.ndarray], stopped: np.ndarray, sizes: tuple[int, int],
+            dtype: str, seconds: float, shape: dict) -> list[Result]:
+    """A batch's stacked arrays (lanes first; curves epochs first) -> one Result per config,
+    padding lanes dropped. Keras' Mean metrics divide their running totals once; so do we."""
+    real = np.dtype(dtype).type
+    n_train, n_test = real(sizes[0]), real(sizes[1])
+    curves = [c.T / n for c, n in zip(curves, (n_train, n_train, n_test, n_test))]
+    final = {k: v / (n_train if k.startswith("train") else n_test) for k, v in sums.items()}
+    epochs = curves[0].shape[1]
+    results = []
+    for r, config in enumerate(configs):
+        ran = epochs if stopped[r] < 0 else stopped[r] + 1  # nothing after the stop
+        results.append(Result(
+            seed=config["train"]["seed"],
+            history={name: curve[r][:ran] for name, curve in zip(CURVES, curves)},
+            final={k: float(v[r]) for k, v in final.items()},
+            weights=[w[r] for w in weights],
+            train_seconds=seconds,
+            stopped_epoch=None if stopped[r] < 0 else int(stopped[r]) + 1,
+            shape=shape,
+        ))
+    return results
 
 
 def _where(mask, a, b):

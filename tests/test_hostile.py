@@ -35,6 +35,8 @@ def assert_refused(tmp_path, args, expected):
     (["run", BASELINE, "--set", "early_stopping.patience=1e40"],
      "early_stopping.patience: must be an integer in"),
     (["run", BASELINE, "--set", "data.n_samples=1e8"], "data.n_samples: must be an integer in"),
+    (["run", BASELINE, "--set", "model.noise.0.stddev=2"],
+     "model.noise.0.stddev: must be in [0, 1], got 2"),
     (["run", BASELINE, "--set", "train.epochs=2147483648"], "train.epochs: must be an integer"),
     (["run", BASELINE, "--set", "name=.."], "name: must be 1 to 100 letters"),
     (["run", BASELINE, "--set", "name=" + "x" * 300], "name: must be 1 to 100 letters"),

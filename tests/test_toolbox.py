@@ -23,7 +23,7 @@ def config(name, *overrides):
 
 @pytest.mark.parametrize("override, message", [
     ("model.dropout.0.rate=1.0", "model.dropout.0.rate: must be in [0, 1), got 1"),
-    ("model.noise.0.stddev=-0.1", "model.noise.0.stddev: must be >= 0"),
+    ("model.noise.0.stddev=-0.1", "model.noise.0.stddev: must be in [0, 1], got -0.1"),
     ("early_stopping.patience=-1", "early_stopping.patience: must be an integer in [0, 1000000]"),
     ("early_stopping.monitor=val_auc", "early_stopping.monitor: must be one of val_loss, "
                                        "val_accuracy, loss, accuracy"),
