@@ -6,7 +6,6 @@ TensorFlow is imported only by commands that train.
 
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +14,6 @@ from typing import Annotated
 import typer
 
 from circlereg import __version__
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 from circlereg.config import ConfigError, load
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -66,9 +63,9 @@ FiguresOption = Annotated[bool, typer.Option(
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 ResumeOption = Annotated[bool, typer.Option(
     help="Continue the newest folder of this same work: train only missing runs.")]
-WorkersOption = Annotated[int, typer.Option(
-    help="Batches trained at once (local backend; default: one per core of a 2-core "
-         "machine). Never changes a run's numbers.")]
+WorkersOption = Annotated[int | None, typer.Option(
+    help="Batches trained at once (default: 2 locally, one per core of a 2-core machine; "
+         "one Ray actor per CPU with --backend ray). Never changes a run's numbers.")]
 ChunkOption = Annotated[int | None, typer.Option(
     help="Replicas a worker or Ray task takes at a time (whole batches of 4 lanes). Never "
          "changes a run's numbers.")]
@@ -84,9 +81,14 @@ def _seed_override(seed: int | None) -> list[str]:
     return [] if seed is None else [f"train.seed={seed}"]
 
 
-def _executor(workers: int, chunk: int | None, backend: str, address: str | None):
-    """The one executor a command trains its plan on; checked before anything trains."""
-    if workers < 1:
+def _executor(workers: int | None, chunk: int | None, backend: str, address: str | None,
+              runs_dir: Path):
+    """The one executor a command trains its plan on, and where it writes; both checked
+    before anything trains."""
+    from circlereg.rundir import check_runs_dir
+
+    check_runs_dir(runs_dir)
+    if workers is not None and workers < 1:
         raise ConfigError("--workers", "", f"must be an integer >= 1, got {workers}")
     if chunk is not None and chunk < 1:
         raise ConfigError("--chunk", "", f"must be an integer >= 1, got {chunk}")
@@ -127,7 +129,7 @@ def run(
         help="With --repeats/--seeds: continue the newest folder of these same runs.")]
     = False,
     quiet: QuietOption = False,
-    workers: WorkersOption = 2,
+    workers: WorkersOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
 ) -> None:
@@ -141,18 +143,18 @@ def run(
         if resume:
             raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
         resolved = load(config, (set_ or []) + _seed_override(seed))
-        executor = _executor(workers, None, backend, address)
-        from circlereg.rundir import check_runs_dir
-
-        check_runs_dir(runs_dir)
-        _notice(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
-                f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}")
+        executor = _executor(workers, None, backend, address, runs_dir)
         from circlereg.run import run_one
 
+        def announce(replica_epochs: int) -> None:
+            _notice(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
+                    f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}")
+            progress.total(replica_epochs)
+
         with executor, _progress(quiet) as progress:
-            progress.total(resolved["train"]["epochs"])
             path, metrics = run_one(resolved, runs_dir, str(config), figures=run_figures,
-                                    executor=executor, progress=progress.advance)
+                                    executor=executor, progress=progress.advance,
+                                    on_plan=announce)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -183,7 +185,7 @@ def sweep(
     resume: ResumeOption = False,
     run_figures: FiguresOption = True,
     quiet: QuietOption = False,
-    workers: WorkersOption = 2,
+    workers: WorkersOption = None,
     chunk: ChunkOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
@@ -196,12 +198,10 @@ def sweep(
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
                run_figures, quiet, workers, chunk, backend="local", address=None) -> None:
-    from circlereg.rundir import check_runs_dir
     from circlereg.sweep import run_sweep
 
     try:
-        executor = _executor(workers, chunk, backend, address)
-        check_runs_dir(runs_dir)
+        executor = _executor(workers, chunk, backend, address, runs_dir)
         with executor, _progress(quiet) as progress:
             folder, rows = run_sweep(configs, axes, (set_ or []) + _seed_override(seed),
                                      repeats, seeds, runs_dir, name=name, resume=resume,
@@ -244,7 +244,7 @@ def compare(
     resume: ResumeOption = False,
     run_figures: FiguresOption = False,
     quiet: QuietOption = False,
-    workers: WorkersOption = 2,
+    workers: WorkersOption = None,
     chunk: ChunkOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
@@ -256,29 +256,31 @@ def compare(
 
 
 class _Bar:
-    """Progress over replica-epochs: `total(n)` once the plan is known, `advance(n)` as
-    segments of training finish. Does nothing when quiet."""
+    """Progress over replica-epochs on stderr: drawn from `total(n)` (once the plan is
+    checked) and moved by `advance(n)`; nothing when quiet or when stderr is not a terminal
+    (logs get no half-drawn bars or blank lines)."""
 
-    def __init__(self, bar=None):
-        self.bar = bar
-        self.task = bar.add_task("train", total=None) if bar is not None else None
+    def __init__(self, progress=None):
+        self.progress, self.task = progress, None
 
     def total(self, replica_epochs: int) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, total=replica_epochs)
+        if self.progress is not None and self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=replica_epochs)
 
     def advance(self, replica_epochs: int) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task, replica_epochs)
+        if self.task is not None:
+            self.progress.advance(self.task, replica_epochs)
 
 
 @contextmanager
 def _progress(quiet: bool):
-    """A rich progress bar on stderr, its ETA over the whole plan; or nothing."""
-    if quiet:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
         yield _Bar()
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         Progress,
@@ -287,10 +289,13 @@ def _progress(quiet: bool):
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
-                  console=Console(stderr=True)) as bar:
-        yield _Bar(bar)
+    progress = Progress(TextColumn("training"), BarColumn(),
+                        TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), transient=True, console=console)
+    try:
+        yield _Bar(progress)
+    finally:
+        progress.stop()
 
 
 @app.command()
@@ -302,7 +307,7 @@ def reproduce(
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's).")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     quiet: QuietOption = False,
-    workers: WorkersOption = 2,
+    workers: WorkersOption = None,
     chunk: ChunkOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
@@ -311,12 +316,9 @@ def reproduce(
     reproduces under the study's convention, 1 otherwise."""
     from circlereg.reproduce import failing_rows, load_spec
     from circlereg.reproduce import reproduce as run_reproduction
-    from circlereg.rundir import check_runs_dir
-
     try:
         loaded = load_spec(spec, seeds, epochs)
-        executor = _executor(workers, chunk, backend, address)
-        check_runs_dir(runs_dir)
+        executor = _executor(workers, chunk, backend, address, runs_dir)
         with executor, _progress(quiet) as progress:
             folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,
                                                progress=progress.advance,

@@ -38,7 +38,6 @@ class TrainingActor:
     """One Ray actor: a local executor with one worker, alive as long as the actor."""
 
     def __init__(self):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from circlereg.executor import Executor
 
         self.executor = Executor(workers=1)

@@ -90,10 +90,11 @@ class Executor:
     """Trains lists of replica configs on local workers or on Ray; reuse one executor across
     plans to reuse its compiled trainers (`with Executor() as executor: ...`)."""
 
-    def __init__(self, workers: int = WORKERS, backend: str = "local",
+    def __init__(self, workers: int | None = None, backend: str = "local",
                  address: str | None = None, chunk: int | None = None,
                  pool: TrainerPool | None = None):
-        """`pool`: compiled trainers to use and keep, owned by the caller (default: the
+        """`workers`: batches at once (default: WORKERS locally, one actor per CPU on Ray).
+        `pool`: compiled trainers to use and keep, owned by the caller (default: the
         executor's own, for its lifetime)."""
         from circlereg.train import LANES
 
@@ -214,9 +215,10 @@ class Executor:
                     changed.notify_all()
 
         order = [i for task in tasks for i in task.indices]
-        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(self.workers) as workers:
+        count = self.workers or WORKERS
+        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(count) as workers:
             starts_ahead = {i: builder.submit(initial_state, configs[i]) for i in order}
-            state["running"] = min(self.workers, len(tasks))
+            state["running"] = min(count, len(tasks))
             for _ in range(state["running"]):
                 workers.submit(run_worker)
             try:
@@ -249,12 +251,12 @@ class Written:
 
 def execute(plan: Plan, executor: Executor | None = None, progress=None,
             on_written: Callable[[Written], None] | None = None) -> list[Written]:
-    """Train every replica of the plan and write its run directory; returns what was
-    written, in plan order. An interrupted plan keeps every run directory already written."""
+    """Train every replica of a checked plan (`Plan.check`, which its builder runs before
+    creating any folder) and write its run directory; returns what was written, in plan
+    order. An interrupted plan keeps every run directory already written."""
     from circlereg.rundir import Writer
     from circlereg.train import structure_key
 
-    plan.check()
     own = executor is None
     executor = executor or Executor()
     written: dict[int, Written] = {}

@@ -20,10 +20,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import keras
-from keras import layers
-
+from circlereg.backend import keras
 from circlereg.regularizers import Penalty, penalty_from_config
+
+layers = keras.layers
 
 
 @dataclass

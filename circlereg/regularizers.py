@@ -16,11 +16,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
-from keras import ops
 
+from circlereg.backend import keras
 from circlereg.config import BUILTIN_KINDS, ConfigError
+
+ops = keras.ops
 
 
 @functools.cache

@@ -164,15 +164,11 @@ def plan(spec: dict, folder: Path):
     return Plan(replicas, Outputs(figures=False, model=False)), placed
 
 
-def measure(spec: dict, folder: Path, executor=None, progress=None,
-            on_plan=None) -> dict:
-    """Train every model under every convention: {convention: {model: measurement}}."""
+def measure(work, placed: dict, executor=None, progress=None) -> dict:
+    """Train the plan of `plan()`: {convention: {model: measurement}}."""
     from circlereg import plots
     from circlereg.executor import execute
 
-    work, placed = plan(spec, folder)
-    if on_plan is not None:
-        on_plan(work.epochs())
     by_label: dict[str, list] = {}
     for written in execute(work, executor, progress):
         by_label.setdefault(written.replica.destination.parent.name, []).append(written)
@@ -338,17 +334,19 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     from circlereg.regularizers import installed_convention
 
     start = time.perf_counter()
-    # Named by what it trains (every replica's resolved config), not by the spec's paths.
-    parent = rundir.inside(runs_dir, Path(f"reproduce-{spec['name']}"))
-    work, _ = plan(spec, parent)
-    digest = config_hash([r.config for r in work.replicas])
-    folder = parent / f"{rundir.utc_stamp()}-{digest}"
-    work, _ = plan(spec, folder)
-    work.check()
+    # Named by what it trains (the resolved model configs and seeds), not by the spec's paths.
+    digest = config_hash({"models": {n: m["config"] for n, m in spec["models"].items()},
+                          "seeds": spec["seeds"]})
+    folder = rundir.inside(runs_dir, Path(f"reproduce-{spec['name']}") /
+                           f"{rundir.utc_stamp()}-{digest}")
+    work, placed = plan(spec, folder)
+    work.check()  # before the folder exists
     folder.mkdir(parents=True)
     rundir.write_json(folder / "plan.json", {"runs": [
         str(r.destination.relative_to(folder)) for r in work.replicas]})
-    measured = measure(spec, folder, executor, progress, on_plan)
+    if on_plan is not None:
+        on_plan(work.epochs())
+    measured = measure(work, placed, executor, progress)
     verdict = judge(spec, measured)
     verdict["sparsity"] = sparsity(spec, measured)
     environment = rundir.environment(installed_convention())

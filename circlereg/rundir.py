@@ -209,8 +209,7 @@ class ActivationProbe:
     (after its activation function), predict, or save the model."""
 
     def __init__(self, config: dict):
-        import keras
-
+        from circlereg.backend import keras
         from circlereg.model import build_model
 
         self.dtype = config["train"]["dtype"]
@@ -227,12 +226,12 @@ class ActivationProbe:
         return self.built.model
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        import keras
+        from circlereg.backend import keras
 
         return keras.ops.convert_to_numpy(self.built.model(x.astype(self.dtype), training=False))
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        import keras
+        from circlereg.backend import keras
 
         outputs = self.probe([x.astype(self.dtype)], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -266,9 +265,9 @@ def summarize(result, activations: list[np.ndarray]) -> dict:
 
 
 def environment(convention: str) -> dict:
-    import keras
     import sklearn
-    import tensorflow as tf
+
+    from circlereg.backend import keras, tf
 
     return {
         "python": sys.version.split()[0],

@@ -19,20 +19,16 @@ whatever its batch-mates, position, command, worker or backend.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from circlereg.config import config_hash  # noqa: E402
-from circlereg.data import Split  # noqa: E402
-from circlereg.model import build_model, make_optimizer  # noqa: E402
+from circlereg.backend import keras, tf
+from circlereg.config import config_hash
+from circlereg.data import Split
+from circlereg.model import build_model, make_optimizer
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Replicas per compiled graph, the same for every structure. Measured on 2 cores (4000

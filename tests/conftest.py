@@ -1,12 +1,9 @@
 """Shared fixtures. Tiers: the default (fast) tests use tiny data or few epochs; `slow` ones
 train the study's full 4000 epochs; `ray` ones start a local Ray cluster."""
 
-import os
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

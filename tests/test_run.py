@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -170,3 +171,29 @@ def test_version():
     from circlereg import __version__
 
     assert run("--version").output.strip() == f"circlereg {__version__}"
+
+
+def test_stderr_carries_no_library_start_up_chatter(tmp_path):
+    """A real process: TensorFlow's absl/oneDNN/CUDA start-up lines never reach stderr."""
+    done = subprocess.run([sys.executable, "-m", "circlereg.cli", "run",
+                           str(CONFIGS / "baseline.yaml"), "--set", "train.epochs=3",
+                           "--quiet", "--runs-dir", str(tmp_path)],
+                          capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["baseline: training 3 epochs, seed 1, engine compiled"]
+
+
+@pytest.mark.parametrize("line, chatter", [
+    ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+     True),
+    ("I0000 00:00:1795419521.443386    3620 port.cc:153] oneDNN custom operations are on.", True),
+    ("E0000 00:00:1795418399.160035   21850 cuda_platform.cc:52] failed call to cuInit: "
+     "INTERNAL: CUDA error", True),
+    ("E0000 00:00:1795418399.160035   21850 xla_compiler.cc:12] a real failure", False),
+    ("Traceback (most recent call last):", False),
+])
+def test_only_known_start_up_lines_are_dropped(line, chatter):
+    from circlereg.backend import CHATTER
+
+    assert bool(CHATTER.fullmatch(line)) == chatter
