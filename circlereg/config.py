@@ -117,10 +117,15 @@ def int_in(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """Text for one line of an error: whitespace collapsed, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def quote(value: Any, limit: int = 40) -> str:
     """A value as quoted in an error: at most `limit` characters of it."""
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+    return shorten(repr(value) if isinstance(value, str) else str(value), limit)
 
 
 def one_of(*allowed: str) -> Callable[[Any], str]:
@@ -288,12 +293,13 @@ def defaults() -> dict:
 def _unknown(source: str, where: str, key: str, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    key = key if key.isprintable() else repr(key)  # one short line, whatever the key
-    key = key if len(key) <= 40 else key[:40] + "..."
+    key = shorten(key if key.isprintable() else repr(key))  # one short line, whatever the key
     return ConfigError(source, f"{where}{key}", f"unknown key; {hint}allowed: {', '.join(known)}")
 
 
-def _check(source: str, path: str, schema_path: str, value: Any) -> Any:
+def check_value(source: str, path: str, schema_path: str, value: Any) -> Any:
+    """`value` checked as the schema's key `schema_path`; a ConfigError names `source` and
+    `path` (e.g. a `--name` option is checked as the config's `name`)."""
     try:
         return KEYS[schema_path].check(value)
     except ValueError as err:
@@ -316,7 +322,7 @@ def _resolve_item(source: str, list_path: str, index: int, item: Any, n_hidden: 
             raise ConfigError(source, f"{where}.{field}", "is required: "
                               + KEYS[prefix + field].help.removesuffix("; required"))
         value = item.get(field, KEYS[prefix + field].default)
-        resolved[field] = _check(source, f"{where}.{field}", prefix + field, value)
+        resolved[field] = check_value(source, f"{where}.{field}", prefix + field, value)
     if list_path == "model.regularizers":
         _resolve_regularizer(source, where, item, resolved)
     layer = resolved.get("layer")
@@ -356,7 +362,7 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
     config = defaults()
     for section, body in raw.items():
         if section == "name":
-            config["name"] = _check(source, "name", "name", body)
+            config["name"] = check_value(source, "name", "name", body)
             continue
         if section not in SECTIONS:
             raise _unknown(source, "", str(section), ["name", *SECTIONS])
@@ -371,7 +377,7 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
             if f"{section}.{field}" in LISTS:
                 config[section][field] = value
             else:
-                config[section][field] = _check(source, f"{section}.{field}",
+                config[section][field] = check_value(source, f"{section}.{field}",
                                                  f"{section}.{field}", value)
     n_hidden = len(config["model"]["hidden"])
     for list_path in LISTS:
@@ -492,8 +498,7 @@ def read_yaml(path: Path, source: str) -> Any:
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(source, "", f"YAML syntax error at {line}{err.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
-        raise ConfigError(source, "", "not readable YAML: "
-                          + " ".join(str(err).split())[:120]) from None
+        raise ConfigError(source, "", f"not readable YAML: {shorten(err, 120)}") from None
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> dict:

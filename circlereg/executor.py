@@ -16,6 +16,7 @@ batches train; one writer thread writes each run directory while later batches t
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,13 +53,8 @@ def make_tasks(configs: list[dict], chunk: int, lanes: int) -> list[Task]:
     size = -(-max(chunk, 1) // lanes) * lanes
     per_key = [[Task(key, indices[i:i + size]) for i in range(0, len(indices), size)]
                for key, indices in by_key.items()]
-    return [task for round_ in zip_longest(per_key) for task in round_]
-
-
-def zip_longest(lists: list[list]) -> list[list]:
-    """[[a1, a2], [b1]] -> [[a1, b1], [a2]]."""
-    return [[lst[i] for lst in lists if i < len(lst)]
-            for i in range(max(map(len, lists), default=0))]
+    return [task for round_ in itertools.zip_longest(*per_key) for task in round_
+            if task is not None]
 
 
 class TrainerPool:
@@ -129,10 +125,10 @@ class Executor:
     def train(self, configs: list[dict], progress: Callable[[int], None] | None = None
               ) -> Iterator[tuple[int, object]]:
         """Yield (index into configs, train.Result) as batches finish."""
+        from circlereg.train import train_fit
+
         fit = [i for i, c in enumerate(configs) if c["train"]["engine"] == "fit"]
         for index in fit:  # the reference engine: model.fit, one replica at a time
-            from circlereg.train import train_fit
-
             result = train_fit(configs[index], self.split(configs[index]))
             if progress is not None:
                 progress(len(result.history["loss"]))
@@ -249,8 +245,7 @@ class Written:
     history: dict
 
 
-def execute(plan: Plan, executor: Executor | None = None, progress=None,
-            on_written: Callable[[Written], None] | None = None) -> list[Written]:
+def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list[Written]:
     """Train every replica of a checked plan (`Plan.check`, which its builder runs before
     creating any folder) and write its run directory; returns what was written, in plan
     order. An interrupted plan keeps every run directory already written."""
@@ -279,8 +274,6 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None,
                 replica = plan.replicas[index]
                 metrics = writer.write(replica, result, executor.split(replica.config))
                 written[index] = Written(replica, metrics, result.history)
-                if on_written is not None:
-                    on_written(written[index])
 
             futures = [writing.submit(write, index, result) for index, result in
                        executor.train([r.config for r in plan.replicas], advance)]

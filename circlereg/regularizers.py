@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from circlereg.backend import keras
-from circlereg.config import BUILTIN_KINDS, ConfigError
+from circlereg.config import BUILTIN_KINDS, ConfigError, shorten
 
 ops = keras.ops
 
@@ -55,7 +55,7 @@ def import_callable(spec: str, source: str = "<config>", key: str = "kind") -> C
         module = importlib.import_module(module_name)
     except Exception as err:  # ImportError, or anything the user's module raises on import
         raise ConfigError(source, key, f"cannot import module '{module_name}': "
-                                       f"{type(err).__name__}: {_short(err)}") from None
+                                       f"{type(err).__name__}: {shorten(err, 200)}") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise ConfigError(source, key, f"module '{module_name}' has no callable '{attr}'")
@@ -66,12 +66,6 @@ def import_callable(spec: str, source: str = "<config>", key: str = "kind") -> C
             raise ConfigError(source, key, f"cannot instantiate {spec}() without arguments: "
                                            f"{type(err).__name__}: {err}") from None
     return fn
-
-
-def _short(err: Exception, limit: int = 200) -> str:
-    """A user's exception as one line of bounded length."""
-    text = " ".join(str(err).split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @keras.saving.register_keras_serializable(package="circlereg")
@@ -155,7 +149,7 @@ def check_custom_regularizers(config: dict, source: str) -> None:
             shape = tuple(ops.shape(value))
         except Exception as err:  # a user's function can fail in any way; report it in one line
             raise ConfigError(source, key, f"calling {reg['kind']} on a tensor failed: "
-                                           f"{type(err).__name__}: {_short(err)}") from None
+                                           f"{type(err).__name__}: {shorten(err, 200)}") from None
         if not dtype.startswith(("float", "int")):
             raise ConfigError(source, key, f"{reg['kind']} must return a number, got "
                                            f"{type(value).__name__} ({dtype})")

@@ -24,9 +24,9 @@ import numpy as np
 from circlereg.config import (
     MAX_EPOCHS,
     ConfigError,
+    check_value,
     config_hash,
     load,
-    name_text,
     quote,
     read_yaml,
     with_seed,
@@ -54,10 +54,7 @@ def load_spec(path: Path, seeds: int | None = None, epochs: int | None = None) -
     spec = {"name": raw.get("name", Path(path).stem), "seeds": raw.get("seeds", 30),
             "epochs": raw.get("epochs", 4000), "alpha": raw.get("alpha", 0.05),
             "tolerance_points": raw.get("tolerance_points", 1)}
-    try:
-        name_text(spec["name"])
-    except ValueError as err:
-        raise ConfigError(source, "name", str(err)) from None
+    check_value(source, "name", "name", spec["name"])
     if seeds is not None:
         spec["seeds"] = seeds
     if epochs is not None:

@@ -158,9 +158,9 @@ class Writer:
         self._probes: dict[str, ActivationProbe] = {}
         self._environment: dict | None = None
 
-    def prepare(self, config: dict) -> None:
+    def prepare(self, config: dict) -> ActivationProbe:
         """Build what writing this structure needs (its probe model, the plotting and
-        environment modules) ahead, while training runs."""
+        environment modules), ahead while training runs or on first use; returns the probe."""
         from circlereg import plots  # noqa: F401  (matplotlib's import is the slow part)
         from circlereg.regularizers import installed_convention
         from circlereg.train import structure_key
@@ -170,19 +170,17 @@ class Writer:
             self._probes[key] = ActivationProbe(config)
         if self._environment is None:
             self._environment = environment(installed_convention())
+        return self._probes[key]
 
     def write(self, replica, result, split) -> dict:
         """Write one replica's run directory (atomically); returns its metrics."""
         import time
 
         from circlereg import plots
-        from circlereg.train import structure_key
 
         start = time.perf_counter()
         config = replica.config
-        key = structure_key(config)
-        self.prepare(config)
-        probe = self._probes[key]
+        probe = self.prepare(config)
         model = probe.hold(config, result.weights)
         metrics = summarize(result, probe(split.test_x))
         with atomic_dir(replica.destination) as scratch:
@@ -226,16 +224,12 @@ class ActivationProbe:
         return self.built.model
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        from circlereg.backend import keras
-
-        return keras.ops.convert_to_numpy(self.built.model(x.astype(self.dtype), training=False))
+        return np.asarray(self.built.model(x.astype(self.dtype), training=False))
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        from circlereg.backend import keras
-
         outputs = self.probe([x.astype(self.dtype)], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return [keras.ops.convert_to_numpy(o) for o in outputs]
+        return [np.asarray(o) for o in outputs]
 
 
 def summarize(result, activations: list[np.ndarray]) -> dict:

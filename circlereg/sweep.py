@@ -29,9 +29,9 @@ import yaml
 from circlereg.config import (
     MAX_SEED,
     ConfigError,
+    check_value,
     config_hash,
     load,
-    name_text,
     parse_scalar,
     quote,
     with_seed,
@@ -40,8 +40,8 @@ from circlereg.rundir import utc_stamp
 
 GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
-SUMMARY_FIXED = ("point", "n", "n_diverged", "n_missing")
-MAX_REPEATS = 100_000  # summary columns besides params and statistics
+SUMMARY_FIXED = ("point", "n", "n_diverged", "n_missing")  # besides params and statistics
+MAX_REPEATS = 100_000
 
 
 @dataclass(frozen=True)
@@ -242,21 +242,19 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
     points = [Point(p.index, p.params, p.config, p.source,
                     tuple(choose_seeds(p.config["train"]["seed"], repeats, seeds)))
               for p in expand(config_paths, overrides, parsed)]
-    if sum(len(p.seeds) for p in points) > MAX_RUNS:
-        raise ConfigError("sweep", "", f"{sum(len(p.seeds) for p in points)} runs; at most "
-                                       f"{MAX_RUNS}")
+    runs = sum(len(p.seeds) for p in points)
+    if runs > MAX_RUNS:
+        raise ConfigError("sweep", "", f"{runs} runs; at most {MAX_RUNS}")
     keys = list(points[0].params)  # `config` first when several configs are compared
     base = points[0].config
     name = name or (f"{base['name']}-sweep" if len(config_paths) == 1 else "compare")
-    try:
-        name_text(name)
-    except ValueError as err:
-        raise ConfigError("--name", "", str(err)) from None
+    check_value("--name", "", "name", name)
     spec = {"config": [str(p) for p in config_paths] if len(config_paths) > 1
             else str(config_paths[0]), "set": list(overrides), "axes": list(axes),
             "name": name}
     # The folder is named by what it trains, not by the paths that described it.
-    folder = sweep_folder(runs_dir, name, identity(points), resume, notice)
+    what = identity(points)
+    folder = sweep_folder(runs_dir, name, what, resume, notice)
     replicas = [Replica(with_seed(p.config, s), run, p.source)
                 for p in points for s, run in p.runs(folder)]
     todo = []
@@ -270,7 +268,7 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
     plan.check()
     with rundir.locked(folder):
         if not (folder / IDENTITY).is_file():
-            _atomic_write(folder / IDENTITY, json.dumps(identity(points), indent=1) + "\n")
+            _atomic_write(folder / IDENTITY, json.dumps(what, indent=1) + "\n")
         _atomic_write(folder / "sweep.yaml", yaml.safe_dump(
             {**spec, "points": [{"point": p.folder, **p.params, "seeds": list(p.seeds)}
                                 for p in points]}, sort_keys=False))
