@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from circlereg.grammar import parse_value
+
 TARGETS = ("kernel", "bias", "activity")
 KIND_STRENGTHS = {"l1": ("l1",), "l2": ("l2",), "l1_l2": ("l1", "l2")}  # what each kind uses
 BUILTIN_KINDS = tuple(KIND_STRENGTHS)
@@ -423,20 +425,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path, sep, value = text.partition("=")
     if not sep or not path.strip():
         raise ConfigError("--set", text, "must look like key.path=value")
-    return path.strip().split("."), parse_scalar(value)
-
-
-def parse_scalar(text: str) -> Any:
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value) if re.fullmatch(r"[-+]?[\d.]+[eE][-+]?\d+", value) else value
-        except ValueError:
-            return value
-    return value
+    return path.strip().split("."), parse_value(value)
 
 
 def apply_override(raw: dict, parts: list[str], value: Any, text: str) -> None:

@@ -32,10 +32,10 @@ from circlereg.config import (
     check_value,
     config_hash,
     load,
-    parse_scalar,
     quote,
     with_seed,
 )
+from circlereg.grammar import parse_value, split_top_level
 from circlereg.rundir import utc_stamp
 
 GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
@@ -80,7 +80,7 @@ def parse_axis(text: str) -> tuple[str, list]:
             function, args = match.group(1), [float(a) for a in match.group(2).split(",")]
             values = _grid(function, args)
         else:
-            values = [parse_scalar(v.strip()) for v in spec.split(",")]
+            values = [parse_value(v) for v in split_top_level(spec)]
     except ValueError as err:
         raise ConfigError("sweep", key, f"cannot parse {spec!r}: {err}") from None
     if not values or any(v is None or v == "" for v in values):
