@@ -210,6 +210,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("data.seed", 1, int_in(0, MAX_SEED), "make_circles random_state: fixes the data set"),
     Key("data.n_train", 30, positive_int,
         "the first n_train rows train, the rest test (no shuffling)"),
+    Key("data.n_validation", 0, int_in(0, MAX_SAMPLES),
+        "points drawn as a validation set (validation_data) from the same circles with a "
+        "random stream of their own; the test points are then held out. 0: the test points "
+        "are the validation data, as in the study"),
     Key("model.hidden", [500], widths, "hidden layer widths, one Dense layer each"),
     Key("model.activation", "relu", one_of(*ACTIVATIONS), "hidden layer activation"),
     Key("model.regularizers", [], None, "list of penalties, each with the keys below"),

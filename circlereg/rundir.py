@@ -177,12 +177,17 @@ class Writer:
         import time
 
         from circlereg import plots
+        from circlereg.data import Split
 
         start = time.perf_counter()
         config = replica.config
         probe = self.prepare(config)
         model = probe.hold(config, result.weights)
-        metrics = summarize(result, probe(split.test_x))
+        if split.held_out_x is None:
+            metrics = summarize(result, probe(split.test_x))
+        else:  # the test points, which training never saw, measured here
+            hits = (probe.predict(split.held_out_x) > 0.5) == (split.held_out_y > 0.5)
+            metrics = summarize(result, probe(split.held_out_x), float(hits.mean()))
         with atomic_dir(replica.destination) as scratch:
             (scratch / "config.yaml").write_text(dump(config))
             write_history(scratch / "history.csv", result.history)
@@ -192,7 +197,9 @@ class Writer:
                 plots.curves(result.history, scratch / "accuracy.png", "accuracy",
                              f"{name}: accuracy")
                 plots.curves(result.history, scratch / "loss.png", "loss", f"{name}: loss")
-                plots.decision_boundary(probe.predict, split, scratch / "decision_boundary.png",
+                shown = split if split.held_out_x is None else Split(  # the test points
+                    split.train_x, split.train_y, split.held_out_x, split.held_out_y)
+                plots.decision_boundary(probe.predict, shown, scratch / "decision_boundary.png",
                                         f"{name}: decision boundary")
             if self.outputs.model:
                 model.save(scratch / "model.keras")
@@ -232,18 +239,29 @@ class ActivationProbe:
         return [np.asarray(o) for o in outputs]
 
 
-def summarize(result, activations: list[np.ndarray]) -> dict:
+def summarize(result, activations: list[np.ndarray], held_out_accuracy: float | None = None
+              ) -> dict:
     """metrics.json: final figures, the best test epoch, hidden-layer sparsity, and the
     compiled shape that trained it. Everything but the *_seconds keys depends only on the
-    replica's config and seed."""
+    replica's config and seed.
+
+    With a validation split (`data.n_validation`), what training measured on its validation
+    data is `val_loss`/`val_accuracy` (and `best_val_*`), and `test_accuracy` and `gap` are
+    on the held-out test points (`held_out_accuracy`, which `activations` were taken on)."""
     val = np.asarray(result.history["val_accuracy"])
     best = int(np.nanargmax(val)) if np.isfinite(val).any() else 0
     final = {k: float(v) for k, v in result.final.items()}
+    during = "test"  # what the val_* curves were measured on
+    if held_out_accuracy is not None:
+        during = "val"
+        final = {"train_loss": final["train_loss"], "train_accuracy": final["train_accuracy"],
+                 "val_loss": final["test_loss"], "val_accuracy": final["test_accuracy"],
+                 "test_accuracy": held_out_accuracy}
     return {
         **final,
         "gap": final["train_accuracy"] - final["test_accuracy"],
-        "best_test_accuracy": float(val[best]),
-        "best_test_epoch": best + 1,
+        f"best_{during}_accuracy": float(val[best]),
+        f"best_{during}_epoch": best + 1,
         "epochs": len(val),  # epochs run: fewer than train.epochs after early stopping
         "stopped_epoch": result.stopped_epoch,
         "diverged": bool(not np.isfinite(result.history["loss"]).all()),
