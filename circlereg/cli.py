@@ -370,5 +370,74 @@ def validate(
         raise typer.Exit(2)
 
 
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="Base YAML config.")],
+    space: Annotated[list[str] | None, typer.Argument(
+        help="Searched keys: key=uniform(a,b) | loguniform(a,b) | interval(a,b) | int(a,b) | "
+             "intlog(a,b) | range(a,b[,step]) | choice(v1,v2,...) (values are YAML, e.g. "
+             "[100,100]); key=value fixes a value.")] = None,
+    trials: Annotated[int, typer.Option(
+        help="Trials to finish (with --resume: in all, so a larger number extends the "
+             "study).")] = 100,
+    objective: Annotated[str, typer.Option(
+        help="What a trial scores, the mean over its seeds: val_accuracy, val_loss, "
+             "test_accuracy, test_loss, train_accuracy, train_loss or gap. val_* are on "
+             "the validation points with data.n_validation, else on the test points.")]
+    = "val_accuracy",
+    direction: Annotated[str | None, typer.Option(
+        help="maximize or minimize (default: maximize accuracies, minimize losses and gap).")]
+    = None,
+    sampler: Annotated[str, typer.Option(help="tpe, random or grid.")] = "tpe",
+    sampler_seed: Annotated[int, typer.Option(
+        help="Seed of the sampler: the same tune draws the same trials.")] = 0,
+    batch: Annotated[int | None, typer.Option(
+        help="Trials asked and trained together (default: enough to fill every worker's "
+             "lanes twice).")] = None,
+    set_: SetOption = None,
+    seed: SeedOption = None,
+    repeats: RepeatsOption = None,
+    seeds: SeedsOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    name: Annotated[str | None, typer.Option(
+        help="Tune folder name under runs/ (default: <config name>-tune).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the newest study of this same search (config, space, seeds, "
+             "sampler, objective).")] = False,
+    run_figures: Annotated[bool, typer.Option(
+        "--run-figures/--no-run-figures", help="Per-run PNGs in every run directory.")]
+    = False,
+    quiet: QuietOption = False,
+    workers: WorkersOption = None,
+    chunk: ChunkOption = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+) -> None:
+    """Search config values with Optuna (needs circlereg[tune]); trials train in batches,
+    side by side, each over the same seeds."""
+    from circlereg.tune import require_optuna, run_tune
+
+    try:
+        require_optuna()
+        executor = _executor(workers, chunk, backend, address, runs_dir)
+        with executor, _progress(quiet) as progress:
+            found = run_tune(config, space or [], (set_ or []) + _seed_override(seed), trials,
+                             repeats, seeds, runs_dir, objective=objective,
+                             direction=direction, sampler=sampler, sampler_seed=sampler_seed,
+                             batch=batch, name=name, resume=resume, figures=run_figures,
+                             executor=executor, progress=progress.advance, notice=_notice,
+                             on_plan=progress.total, on_batch=None if quiet else _notice)
+    except ConfigError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(write_failed(err) + "; finished trials are kept: run `circlereg tune` with the "
+             "same arguments and --resume to complete")
+    except KeyboardInterrupt:
+        fail("interrupted; finished trials are kept: run `circlereg tune` with the same "
+             "arguments and --resume to complete", code=130)
+    typer.echo(found.report, nl=False)
+    typer.echo(f"tune: {found.folder}")
+
+
 if __name__ == "__main__":
     sys.exit(app())

@@ -1,0 +1,625 @@
+"""Stage 6, beyond grids: `circlereg tune` searches a space of config values with Optuna.
+
+    runs/<tune name>/<UTC timestamp>-<identity hash>/
+        tune.yaml  plan.json  study.db  trials.csv  tune.md  best.yaml
+        optimization_history.png  parallel_coordinate.png  param_importances.png
+        t0000/seed_1/ ...   (each sub-run holds the files of a run)
+
+Trials are asked from Optuna in batches; each batch is one plan for `executor.execute`, every
+trial over the same seeds, so trials of one model structure train side by side in the
+compiled lanes exactly as a sweep's points do. A trial's objective is the mean over its seeds;
+a trial with a diverged seed is told as failed and the search goes on.
+
+The study lives in `study.db` (SQLite) and sub-runs are written atomically, so a killed tune
+loses nothing: `--resume` first finishes the trials that were asked (Optuna holds their
+parameters; only their missing sub-runs train), then asks for the rest, until `--trials`
+trials are finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from circlereg.config import ConfigError, dump, load, quote, with_seed
+from circlereg.grammar import parse_call, parse_value, split_top_level
+from circlereg.sweep import (
+    IDENTITY,
+    MAX_RUNS,
+    STATISTICS,
+    Point,
+    _atomic_write,
+    _cell,
+    _yaml_scalar,
+    choose_seeds,
+    summarize_point,
+    sweep_folder,
+)
+
+SAMPLERS = ("tpe", "random", "grid")
+# Objectives and the direction each is best in. `val_*` are measured on training's
+# validation data: the validation points with data.n_validation, else the test points.
+OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize",
+              "test_accuracy": "maximize", "test_loss": "minimize",
+              "train_accuracy": "maximize", "train_loss": "minimize", "gap": "minimize"}
+DISTRIBUTIONS = ("uniform(a,b), loguniform(a,b), interval(a,b), int(a,b), intlog(a,b), "
+                 "range(a,b[,step]), choice(v1,v2,...), or one fixed value")
+MAX_TRIALS = 10_000
+MIN_FOR_IMPORTANCE = 8  # completed trials before parameter importances mean anything
+# A batch holds at least this many rounds of lanes for every worker, so the workers stay busy
+# and the pause between batches (the last lanes, then ask and tell) is a small part of it.
+ROUNDS = 2
+STUDY = "tune"  # the study's name inside study.db
+
+
+def require_optuna():
+    """Optuna, or one line saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("tune", "", "needs Optuna, an optional extra: "
+                                      "pip install 'circlereg[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-trial chatter on stderr
+    return optuna
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched key: the distribution Optuna draws it from, and its config values.
+
+    >>> parse_dimension("model.regularizers.0.l1=loguniform(1e-6,1e-2)")
+    Dimension(key='model.regularizers.0.l1', kind='float', low=1e-06, high=0.01, log=True, \
+step=None, values=())
+    >>> parse_dimension("model.hidden=choice([500],[100,100])").choices()
+    ['[500]', '[100, 100]']
+    """
+
+    key: str
+    kind: str  # float, int or choice
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: int | None = None  # int only
+    values: tuple = ()  # choice only: the config values
+
+    def text(self) -> str:
+        """Canonical spelling, e.g. `loguniform(1e-06, 0.01)` (part of a tune's identity)."""
+        if self.kind == "choice":
+            return f"choice({', '.join(_yaml_scalar(v) for v in self.values)})"
+        name = ("log" if self.log else "") + ("uniform" if self.kind == "float" else "int")
+        step = f", step={self.step}" if self.step not in (None, 1) else ""
+        return f"{name}({self.low:g}, {self.high:g}{step})"
+
+    def choices(self) -> list:
+        """What Optuna stores for each choice: scalars as they are, lists and mappings as
+        their YAML text (Optuna's categorical values must be scalars)."""
+        return [v if v is None or isinstance(v, (bool, int, float, str)) else _yaml_scalar(v)
+                for v in self.values]
+
+    def draw(self, trial):
+        """This key's value for an Optuna trial (a new draw, or the one the trial holds)."""
+        if self.kind == "float":
+            return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high),
+                                     step=self.step or 1, log=self.log)
+        return self.value(trial.suggest_categorical(self.key, self.choices()))
+
+    def value(self, stored):
+        """The config value of what Optuna stored for this key."""
+        if self.kind != "choice":
+            return stored
+        return self.values[self.choices().index(stored)]
+
+    def extremes(self) -> list:
+        """The values validated before anything trains: both ends, or every choice."""
+        if self.kind == "choice":
+            return list(self.values)
+        cast = int if self.kind == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+    def grid(self) -> list:
+        if self.kind == "choice":
+            return self.choices()
+        if self.kind == "int" and not self.log:
+            return list(range(int(self.low), int(self.high) + 1, self.step or 1))
+        raise ConfigError("--sampler", self.key, f"grid needs choice(...), int(a,b) or "
+                                                 f"range(a,b) keys, got {self.text()}")
+
+
+def parse_dimension(text: str) -> Dimension | str:
+    """`key=distribution(...)` -> a Dimension; `key=value` -> the override `key=value`
+    (fixed); `key=v1,v2,...` -> a choice (as in sweep axes and Hydra)."""
+    key, sep, spec = text.partition("=")
+    key, spec = key.strip(), spec.strip()
+    if not sep or not key or not spec:
+        raise ConfigError("tune", text, f"must look like key.path=DISTRIBUTION, where "
+                                        f"DISTRIBUTION is {DISTRIBUTIONS}")
+    if key == "train.seed":
+        raise ConfigError("tune", key, "the seeds are set with --seed, --repeats or --seeds, "
+                                       "every trial over the same ones; not searched")
+    try:
+        call = parse_call(spec)
+        if call is None:
+            values = [parse_value(v) for v in split_top_level(spec)]
+            return f"{key}={spec}" if len(values) == 1 else _choice(key, values)
+        name, arguments = call
+        if name == "choice":
+            return _choice(key, [parse_value(a) for a in arguments])
+        if name in ("uniform", "interval", "loguniform", "int", "intlog", "range"):
+            return _interval(key, name, [_number(a) for a in arguments])
+    except ValueError as err:
+        raise ConfigError("tune", key, f"cannot parse {quote(spec)}: {err}; allowed: "
+                                       f"{DISTRIBUTIONS}") from None
+    raise ConfigError("tune", key, f"unknown distribution {quote(name)}; allowed: "
+                                   f"{DISTRIBUTIONS}")
+
+
+def _number(text: str) -> float:
+    value = parse_value(text)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{quote(text)} is not a finite number")
+    return float(value)
+
+
+def _choice(key: str, values: list) -> Dimension:
+    texts = [_yaml_scalar(v) for v in values]
+    if not values or "" in values or None in values:
+        raise ValueError("choice needs one or more values")
+    if len(set(texts)) != len(texts):
+        raise ValueError("choice values must differ")
+    return Dimension(key, "choice", values=tuple(values))
+
+
+def _interval(key: str, name: str, args: list[float]) -> Dimension:
+    if name == "range":
+        if len(args) not in (2, 3) or not all(a.is_integer() for a in args) \
+                or (len(args) == 3 and args[2] < 1):
+            raise ValueError("range takes integers (start, stop[, step >= 1]), stop excluded")
+        start, stop, step = int(args[0]), int(args[1]), int(args[2]) if len(args) == 3 else 1
+        if stop <= start:
+            raise ValueError("range needs start < stop")
+        return Dimension(key, "int", start, start + (stop - 1 - start) // step * step,
+                         step=step)
+    if len(args) != 2 or args[0] >= args[1]:
+        raise ValueError(f"{name} takes two numbers (low, high) with low < high")
+    low, high = args
+    log = name in ("loguniform", "intlog")
+    if log and low <= 0:
+        raise ValueError(f"{name} needs low > 0")
+    if name in ("int", "intlog"):
+        if not (low.is_integer() and high.is_integer()):
+            raise ValueError(f"{name} takes two integers")
+        return Dimension(key, "int", low, high, log=log, step=1)
+    return Dimension(key, "float", low, high, log=log)
+
+
+def parse_space(texts: list[str]) -> tuple[list[Dimension], list[str]]:
+    """The searched keys, and the fixed values as `--set` overrides."""
+    dimensions, fixed = [], []
+    for text in texts:
+        parsed = parse_dimension(text)
+        (fixed if isinstance(parsed, str) else dimensions).append(parsed)
+    keys = [d.key for d in dimensions] + [f.partition("=")[0].strip() for f in fixed]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("tune", next(k for k in keys if keys.count(k) > 1),
+                          "each key may appear once")
+    if not dimensions:
+        raise ConfigError("tune", "", f"give at least one searched key, e.g. "
+                                      f"model.regularizers.0.l1=loguniform(1e-6,1e-2); "
+                                      f"allowed: {DISTRIBUTIONS}")
+    return dimensions, fixed
+
+
+def measured_on(objective: str, config: dict) -> tuple[str, bool]:
+    """Which points `objective` is measured on, and whether they are the test points.
+
+    >>> from circlereg.config import resolve
+    >>> measured_on("val_accuracy", resolve({}))
+    ('the 70 test points (data.n_validation is 0, so they are the validation data)', True)
+    >>> measured_on("val_accuracy", resolve({"data": {"n_validation": 50}}))[1]
+    False
+    """
+    data = config["data"]
+    n_test = data["n_samples"] - data["n_train"]
+    if objective.startswith("train_"):
+        return f"the {data['n_train']} training points", False
+    if objective.startswith("val_") and data["n_validation"]:
+        return (f"the {data['n_validation']} validation points (data.n_validation), drawn "
+                "apart from the training and test points", False)
+    if objective.startswith("val_"):
+        return (f"the {n_test} test points (data.n_validation is 0, so they are the "
+                "validation data)", True)
+    return f"the {n_test} test points", True
+
+
+def metric(metrics: dict, objective: str) -> float:
+    """One replica's value of `objective` (`val_*` are the `test_*` figures when the test
+    points were the validation data)."""
+    if objective in metrics:
+        return metrics[objective]
+    return metrics[objective.replace("val_", "test_", 1)]
+
+
+def check_objective(objective: str, direction: str | None, config: dict) -> str:
+    """The direction `objective` is optimised in; ConfigError on an unknown name."""
+    if objective not in OBJECTIVES:
+        raise ConfigError("--objective", "", f"must be one of {', '.join(OBJECTIVES)}; got "
+                                             f"{quote(objective)}")
+    if objective == "test_loss" and config["data"]["n_validation"]:
+        raise ConfigError("--objective", "", "test_loss is not measured on held-out test "
+                                             "points (only test_accuracy is); use val_loss")
+    direction = direction or OBJECTIVES[objective]
+    if direction not in ("maximize", "minimize"):
+        raise ConfigError("--direction", "", f"must be maximize or minimize, got "
+                                             f"{quote(direction)}")
+    return direction
+
+
+def batch_size(n_seeds: int, lanes: int, workers: int) -> int:
+    """Trials per batch: whole lanes (trials x seeds a multiple of `lanes`) and at least
+    ROUNDS rounds of them for every worker.
+
+    >>> batch_size(5, 4, 2), batch_size(3, 4, 2), batch_size(1, 4, 2)
+    (4, 8, 16)
+    """
+    unit = lanes // math.gcd(n_seeds, lanes)
+    return unit * max(1, -(-ROUNDS * lanes * workers // (unit * n_seeds)))
+
+
+class TrialPoint(Point):
+    """A trial as the sweep's summary sees a grid point: `t0012/seed_N` sub-runs."""
+
+    @property
+    def folder(self) -> str:
+        return f"t{self.index:04d}"
+
+
+@dataclass
+class Tune:
+    """What a tune found: its folder, one row per trial, the report, and timings."""
+
+    folder: Path
+    rows: list[dict]
+    report: str
+    best: dict | None  # the best trial's row
+    objective: str = "val_accuracy"
+    sampler_seconds: float = 0.0
+
+
+def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: int,
+             repeats: int | None, seeds: str | None, runs_dir: Path, *,
+             objective: str = "val_accuracy", direction: str | None = None,
+             sampler: str = "tpe", sampler_seed: int = 0, batch: int | None = None,
+             name: str | None = None, resume: bool = False, figures: bool = False,
+             executor=None, progress=None, notice: Callable[[str], None] | None = None,
+             on_plan: Callable[[int], None] | None = None,
+             on_batch: Callable[[str], None] | None = None) -> Tune:
+    """Search `space` (`key=uniform(a,b)`, ...) for `trials` trials; returns what was found.
+    `on_plan(replica_epochs)` is told the work left (at most), `on_batch(line)` each batch's
+    progress, `notice(line)` what the user should know."""
+    from circlereg import rundir
+    from circlereg.config import check_value
+    from circlereg.executor import WORKERS, Executor
+    from circlereg.plan import Outputs, Plan, Replica
+
+    optuna = require_optuna()
+    notice = notice or (lambda message: None)
+    dimensions, fixed = parse_space(space)
+    base = load(config_path, [*overrides, *fixed])
+    direction = check_objective(objective, direction, base)
+    if sampler not in SAMPLERS:
+        raise ConfigError("--sampler", "", f"must be one of {', '.join(SAMPLERS)}; got "
+                                           f"{quote(sampler)}")
+    seed_list = choose_seeds(base["train"]["seed"], repeats, seeds)
+    if not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError("--trials", "", f"must be an integer in [1, {MAX_TRIALS}], got "
+                                          f"{trials}")
+    if trials * len(seed_list) > MAX_RUNS:
+        raise ConfigError("--trials", "", f"{trials} trials x {len(seed_list)} seeds is more "
+                                          f"than {MAX_RUNS} runs")
+    if batch is not None and batch < 1:
+        raise ConfigError("--batch", "", f"must be an integer >= 1, got {batch}")
+    if sampler == "grid":
+        size = math.prod(len(d.grid()) for d in dimensions)
+        if trials > size:
+            notice(f"--sampler grid: the grid has {size} points; {size} trials, not {trials}")
+            trials = size
+    sets = [*overrides, *fixed]
+    check_corners(config_path, sets, dimensions)
+    name = name or f"{base['name']}-tune"
+    check_value("--name", "", "name", name)
+    where, on_test = measured_on(objective, base)
+    if on_test:
+        notice(f"notice: the objective {objective} is measured on {where}: this tunes on the "
+               "test set; set data.n_validation (e.g. --set data.n_validation=70) to keep "
+               "them apart")
+    what = {"points": [{"point": "tune", "seeds": seed_list, "config": {
+        "base": base, "space": {d.key: d.text() for d in dimensions}, "sampler": sampler,
+        "sampler_seed": sampler_seed, "objective": objective, "direction": direction}}]}
+    folder = sweep_folder(runs_dir, name, what, resume, notice)
+    Plan([Replica(base, folder, str(config_path))]).check()  # user penalties import
+    own = executor is None
+    executor = executor or Executor()
+    workers = executor.workers or WORKERS
+    from circlereg.train import LANES
+
+    batch = batch or batch_size(len(seed_list), LANES, workers)
+    spec = {"config": str(config_path), "set": list(overrides), "space": list(space),
+            "seeds": seed_list, "trials": trials, "objective": objective,
+            "direction": direction, "sampler": sampler, "sampler_seed": sampler_seed,
+            "batch": batch, "name": name}
+    timer = {"sampler": 0.0}
+    try:
+        with rundir.locked(folder):
+            _atomic_write(folder / "tune.yaml", yaml.safe_dump(spec, sort_keys=False))
+            study = optuna.create_study(
+                storage=f"sqlite:///{(folder / 'study.db').resolve()}", study_name=STUDY,
+                sampler=_sampler(optuna, sampler, sampler_seed, dimensions),
+                direction=direction, load_if_exists=True)
+            numbers = max(trials, len(study.trials))  # trial numbers are 0, 1, 2, ...
+            _atomic_write(folder / IDENTITY, json.dumps({**what, "runs": [
+                f"t{n:04d}/seed_{s}" for n in range(numbers) for s in seed_list]},
+                indent=1) + "\n")
+            states = optuna.trial.TrialState
+            finished = (states.COMPLETE, states.FAIL)
+            # Asked before an interruption: finished first, with the parameters they hold.
+            pending = [optuna.Trial(study, t._trial_id)
+                       for t in study.get_trials(deepcopy=False, states=(states.RUNNING,))]
+            if pending:
+                notice(f"--resume: finishing {len(pending)} trials asked before the "
+                       "interruption")
+            done = len(study.get_trials(deepcopy=False, states=finished))
+            if on_plan is not None:
+                on_plan(max(trials - done, len(pending)) * len(seed_list)
+                        * base["train"]["epochs"])
+            try:
+                while True:
+                    left = trials - done - len(pending)
+                    start = time.perf_counter()
+                    asked = pending + [study.ask() for _ in range(min(batch - len(pending),
+                                                                      left))]
+                    drawn = [(trial, {d.key: d.draw(trial) for d in dimensions})
+                             for trial in asked]
+                    timer["sampler"] += time.perf_counter() - start
+                    pending = []
+                    if not asked:
+                        break
+                    work = []
+                    for trial, params in drawn:
+                        try:
+                            config = resolved(config_path, sets, params)
+                        except ConfigError as err:  # a draw the corners did not rule out
+                            notice(f"t{trial.number:04d}: {err}; told as failed")
+                            study.tell(trial, state=states.FAIL)
+                            continue
+                        work.append((TrialPoint(trial.number, params, config,
+                                                str(config_path), tuple(seed_list)), trial))
+                    replicas = [Replica(with_seed(point.config, s), run, point.source)
+                                for point, _ in work for s, run in point.runs(folder)]
+                    todo = [r for r in replicas
+                            if rundir.run_state(r.destination) is not None]
+                    plan = Plan(todo, Outputs(figures=figures))
+                    plan.check()
+                    if plan.replicas:
+                        from circlereg.executor import execute
+
+                        execute(plan, executor, progress)
+                    start = time.perf_counter()
+                    for point, trial in work:
+                        value = _objective(folder, point, objective)
+                        if value is None:
+                            study.tell(trial, state=states.FAIL)
+                        else:
+                            study.tell(trial, value)
+                    timer["sampler"] += time.perf_counter() - start
+                    done = len(study.get_trials(deepcopy=False, states=finished))
+                    if on_batch is not None:
+                        on_batch(_progress_line(study, done, trials, objective))
+            finally:  # an interrupted tune still reports what it finished, and says so
+                rows = write_trials(folder, study, dimensions, seed_list, objective)
+                result = _report(folder, study, rows, spec, base, where, on_test, trials,
+                                 timer["sampler"], config_path, sets, dimensions)
+            result.sampler_seconds = timer["sampler"]
+            _plot(folder, study, dimensions, result)
+    finally:
+        if own:
+            executor.close()
+    failed = sum(row["state"] == "FAIL" for row in rows)
+    if failed:
+        notice(f"warning: {failed} of {len(rows)} trials failed (a diverged seed: training "
+               "loss not finite); told to Optuna as failed, the search went on")
+    return result
+
+
+def resolved(config_path: Path, sets: list[str], params: dict) -> dict:
+    """The config a trial trains: the base with `sets`, then its drawn values."""
+    return load(config_path, [*sets, *(f"{k}={_yaml_scalar(v)}" for k, v in params.items())])
+
+
+def check_corners(config_path: Path, sets: list[str], dimensions: list[Dimension]) -> None:
+    """Before anything trains, validate every searched key at each of its extremes (the
+    others at their first): `uniform(0,1)` for a dropout rate fails here, in one line."""
+    first = {d.key: d.extremes()[0] for d in dimensions}
+    for dimension in dimensions:
+        for value in dimension.extremes():
+            resolved(config_path, sets, {**first, dimension.key: value})
+
+
+def _sampler(optuna, name: str, seed: int, dimensions: list[Dimension]):
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({d.key: d.grid() for d in dimensions}, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _trial_metrics(folder: Path, point: TrialPoint) -> list[dict]:
+    from circlereg.rundir import run_state
+
+    return [json.loads((run / "metrics.json").read_text())
+            for _, run in point.runs(folder) if run_state(run) is None]
+
+
+def _objective(folder: Path, point: TrialPoint, objective: str) -> float | None:
+    """The mean of `objective` over the trial's seeds; None (failed) when a seed diverged
+    or is missing, or the mean is not finite."""
+    metrics = _trial_metrics(folder, point)
+    if len(metrics) < len(point.seeds) or any(m["diverged"] for m in metrics):
+        return None
+    value = float(np.mean([metric(m, objective) for m in metrics]))
+    return value if math.isfinite(value) else None
+
+
+def _progress_line(study, done: int, trials: int, objective: str) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return f"trials {done}/{trials}: none completed yet"
+    return (f"trials {done}/{trials}: best {objective} {best.value:.4f} "
+            f"(t{best.number:04d})")
+
+
+def write_trials(folder: Path, study, dimensions: list[Dimension], seeds: list[int],
+                 objective: str) -> list[dict]:
+    """trials.csv, one row per trial from the study and the sub-runs on disk: number, state,
+    the drawn values, the objective (mean over seeds), and each statistic's mean."""
+    rows = []
+    for frozen in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        params = {d.key: d.value(frozen.params[d.key]) for d in dimensions
+                  if d.key in frozen.params}
+        point = TrialPoint(frozen.number, params, {}, "", tuple(seeds))
+        summary = summarize_point(point, _trial_metrics(folder, point))
+        rows.append({"trial": point.folder, "state": frozen.state.name,
+                     **{d.key: params.get(d.key) for d in dimensions},
+                     objective: frozen.value,
+                     **{k: summary[k] for k in ("n", "n_diverged", "n_missing")},
+                     **{f"{s}_mean": summary[f"{s}_mean"] for s in STATISTICS}})
+    columns = list(rows[0]) if rows else ["trial", "state"]
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join("" if row[c] is None else _cell(
+            row[c] if isinstance(row[c], (int, float, str)) else _yaml_scalar(row[c]))
+            for c in columns))
+    _atomic_write(folder / "trials.csv", "\n".join(lines) + "\n")
+    return rows
+
+
+def _report(folder: Path, study, rows: list[dict], spec: dict, base: dict, where: str,
+            on_test: bool, trials: int, sampler_seconds: float, config_path: Path,
+            sets: list[str], dimensions: list[Dimension]) -> Tune:
+    """tune.md and best.yaml (the best trial's resolved config, for `circlereg run`)."""
+    objective = spec["objective"]
+    finished = [r for r in rows if r["state"] in ("COMPLETE", "FAIL")]
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    status = "complete" if len(finished) >= trials else "incomplete"
+    lines = [f"# Tune {spec['name']}: {status}", "",
+             f"- base config: `{spec['config']}`"
+             + "".join(f" `--set {s}`" for s in spec["set"]),
+             f"- searched: {', '.join(f'`{d.key}={d.text()}`' for d in dimensions)}",
+             f"- seeds: {', '.join(map(str, spec['seeds']))} (every trial)",
+             f"- sampler: {spec['sampler']} (seed {spec['sampler_seed']}), batches of "
+             f"{spec['batch']} trials",
+             f"- objective: {spec['direction']} `{objective}`, the mean over the seeds, "
+             f"measured on {where}",
+             f"- trials: {len(finished)} of {trials} finished: {len(complete)} complete, "
+             f"{len(finished) - len(complete)} failed (a seed diverged)",
+             f"- time in the sampler and study (ask, tell, SQLite): {sampler_seconds:.1f} s"]
+    if on_test:
+        lines += ["", "**The objective was measured on the test points**: the best trial's "
+                      "figure is tuned on the test set and flatters it. Set "
+                      "`data.n_validation` to search on validation points instead."]
+    if status == "incomplete":
+        lines += ["", "Interrupted: run `circlereg tune` with the same arguments and "
+                      "`--resume` to finish."]
+    best = None
+    if complete:
+        best_trial = study.best_trial
+        best = next(r for r in rows if r["trial"] == f"t{best_trial.number:04d}")
+        params = {d.key: d.value(best_trial.params[d.key]) for d in dimensions}
+        config = resolved(config_path, sets, params)
+        (folder / "best.yaml").write_text(
+            f"# The best trial of {folder}: {best['trial']}, {objective} "
+            f"{best_trial.value:.6g} (mean over seeds {', '.join(map(str, spec['seeds']))}).\n"
+            f"# Train it again with: circlereg run best.yaml --seeds ...\n" + dump(config))
+        lines += ["", f"## Best trial: {best['trial']}", "",
+                  *(f"- `{k}` = {_yaml_scalar(v)}" for k, v in params.items()),
+                  f"- {objective}: {best_trial.value:.4f} (on {where.split(' (')[0]})",
+                  f"- train accuracy: {best['train_accuracy_mean']:.4f}"]
+        if on_test:
+            lines.append("- on points the search never saw: none were kept from it "
+                         "(data.n_validation is 0 and the objective reads the test points)")
+        else:
+            lines.append(f"- **test accuracy on the {_n_test(base)} test points, which the "
+                         f"search never saw: {best['test_accuracy_mean']:.4f}** (mean over "
+                         f"{best['n']} seeds)")
+        lines += ["", "## Top trials", "", _table(rows, dimensions, objective, spec)]
+    lines += ["", "Every trial: `trials.csv`; its runs: `tNNNN/seed_N/`; the study: "
+                  "`study.db` (Optuna, SQLite)."]
+    report = "\n".join(lines) + "\n"
+    _atomic_write(folder / "tune.md", report)
+    return Tune(folder, rows, report, best, objective=objective)
+
+
+def _n_test(config: dict) -> int:
+    return config["data"]["n_samples"] - config["data"]["n_train"]
+
+
+def _table(rows: list[dict], dimensions: list[Dimension], objective: str, spec: dict,
+           top: int = 10) -> str:
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    complete.sort(key=lambda r: r[objective], reverse=spec["direction"] == "maximize")
+    keys = [d.key for d in dimensions]
+    lines = ["| trial | " + " | ".join(f"`{k}`" for k in keys)
+             + f" | {objective} | train acc | test acc |",
+             "|---" * (len(keys) + 4) + "|"]
+    for row in complete[:top]:
+        values = " | ".join(_short(row[k]) for k in keys)
+        lines.append(f"| {row['trial']} | {values} | {row[objective]:.4f} | "
+                     f"{row['train_accuracy_mean']:.4f} | {row['test_accuracy_mean']:.4f} |")
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else _yaml_scalar(value)
+
+
+def _plot(folder: Path, study, dimensions: list[Dimension], result: Tune) -> None:
+    """Optuna's optimisation history, parallel coordinates and parameter importances."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as vis
+
+    completed = [r for r in result.rows if r["state"] == "COMPLETE"]
+    figures = [("optimization_history.png", vis.plot_optimization_history, 1),
+               ("parallel_coordinate.png", vis.plot_parallel_coordinate, 1),
+               ("param_importances.png", vis.plot_param_importances, MIN_FOR_IMPORTANCE)]
+    skipped = []
+    for filename, plot, needed in figures:
+        if len(completed) < needed or (plot is vis.plot_param_importances
+                                       and len(dimensions) < 2):
+            skipped.append(f"{filename} (needs {needed} completed trials"
+                           + (" and two searched keys)" if needed > 1 else ")"))
+            continue
+        with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+            warnings.simplefilter("ignore")
+            axes = plot(study, target_name=result.objective)
+        figure = np.ravel(axes)[0].figure
+        figure.set_size_inches(max(7.0, 2.2 * len(dimensions) + 3), 4.8)
+        figure.tight_layout()
+        figure.savefig(folder / filename, dpi=100)
+        plt.close(figure)
+    if skipped:
+        note = f"Not drawn: {', '.join(skipped)}.\n"
+        result.report += note
+        _atomic_write(folder / "tune.md", result.report)
