@@ -458,8 +458,13 @@ def _sampler(optuna, name: str, seed: int, dimensions: list[Dimension]):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler({d.key: d.grid() for d in dimensions}, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+        class Grid(optuna.samplers.GridSampler):
+            def after_trial(self, *args) -> None:
+                """Not Study.stop() on the last grid point, which works inside
+                Study.optimize only: the tune stops after its trials, at most the grid."""
+
+        return Grid({d.key: d.grid() for d in dimensions}, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # batches: spread out
 
 
 def _trial_metrics(folder: Path, point: TrialPoint) -> list[dict]:
@@ -555,8 +560,8 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, base: dict, where
                   f"- {objective}: {best_trial.value:.4f} (on {where.split(' (')[0]})",
                   f"- train accuracy: {best['train_accuracy_mean']:.4f}"]
         if on_test:
-            lines.append("- on points the search never saw: none were kept from it "
-                         "(data.n_validation is 0 and the objective reads the test points)")
+            lines.append("- on points the search never saw: none were kept from it (the "
+                         "objective reads the test points)")
         else:
             lines.append(f"- **test accuracy on the {_n_test(base)} test points, which the "
                          f"search never saw: {best['test_accuracy_mean']:.4f}** (mean over "
