@@ -265,14 +265,16 @@ def check_objective(objective: str, direction: str | None, config: dict) -> str:
 
 
 def batch_size(n_seeds: int, lanes: int, workers: int) -> int:
-    """Trials per batch: whole lanes (trials x seeds a multiple of `lanes`) and at least
-    ROUNDS rounds of them for every worker.
+    """Trials per batch: whole rounds of lanes (trials x seeds a multiple of lanes x
+    workers, so no worker idles at the end of a batch of one structure) and at least
+    ROUNDS of them.
 
-    >>> batch_size(5, 4, 2), batch_size(3, 4, 2), batch_size(1, 4, 2)
-    (4, 8, 16)
+    >>> batch_size(5, 4, 2), batch_size(3, 4, 2), batch_size(1, 4, 2), batch_size(2, 4, 2)
+    (8, 8, 16, 8)
     """
-    unit = lanes // math.gcd(n_seeds, lanes)
-    return unit * max(1, -(-ROUNDS * lanes * workers // (unit * n_seeds)))
+    round_ = lanes * workers
+    unit = round_ // math.gcd(n_seeds, round_)
+    return unit * max(1, -(-ROUNDS * round_ // (unit * n_seeds)))
 
 
 class TrialPoint(Point):
@@ -362,7 +364,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
         with rundir.locked(folder):
             _atomic_write(folder / "tune.yaml", yaml.safe_dump(spec, sort_keys=False))
             study = optuna.create_study(
-                storage=f"sqlite:///{(folder / 'study.db').resolve()}", study_name=STUDY,
+                storage=study_storage(optuna, folder / "study.db"), study_name=STUDY,
                 sampler=_sampler(optuna, sampler, sampler_seed, dimensions),
                 direction=direction, load_if_exists=True)
             numbers = max(trials, len(study.trials))  # trial numbers are 0, 1, 2, ...
@@ -452,6 +454,23 @@ def check_corners(config_path: Path, sets: list[str], dimensions: list[Dimension
     for dimension in dimensions:
         for value in dimension.extremes():
             resolved(config_path, sets, {**first, dimension.key: value})
+
+
+def study_storage(optuna, path: Path):
+    """The study's SQLite file, written ahead (WAL) and synced at checkpoints only: a killed
+    process loses no committed trial (only a power cut could), and each of the study's
+    commits costs microseconds instead of a disk sync (about 10 ms each here, ten per trial).
+    """
+    import sqlite3
+
+    class Connection(sqlite3.Connection):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.execute("PRAGMA journal_mode=WAL")
+            self.execute("PRAGMA synchronous=NORMAL")
+
+    return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}",
+                                      engine_kwargs={"connect_args": {"factory": Connection}})
 
 
 def _sampler(optuna, name: str, seed: int, dimensions: list[Dimension]):
