@@ -401,12 +401,8 @@ def tune(
     runs_dir: RunsDirOption = Path("runs"),
     name: Annotated[str | None, typer.Option(
         help="Tune folder name under runs/ (default: <config name>-tune).")] = None,
-    resume: Annotated[bool, typer.Option(
-        help="Continue the newest study of this same search (config, space, seeds, "
-             "sampler, objective).")] = False,
-    run_figures: Annotated[bool, typer.Option(
-        "--run-figures/--no-run-figures", help="Per-run PNGs in every run directory.")]
-    = False,
+    resume: ResumeOption = False,
+    run_figures: FiguresOption = False,
     quiet: QuietOption = False,
     workers: WorkersOption = None,
     chunk: ChunkOption = None,

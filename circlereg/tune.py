@@ -277,12 +277,16 @@ def batch_size(n_seeds: int, lanes: int, workers: int) -> int:
     return unit * max(1, -(-ROUNDS * round_ // (unit * n_seeds)))
 
 
+def trial_folder(number: int) -> str:
+    return f"t{number:04d}"
+
+
 class TrialPoint(Point):
     """A trial as the sweep's summary sees a grid point: `t0012/seed_N` sub-runs."""
 
     @property
     def folder(self) -> str:
-        return f"t{self.index:04d}"
+        return trial_folder(self.index)
 
 
 @dataclass
@@ -294,7 +298,65 @@ class Tune:
     report: str
     best: dict | None  # the best trial's row
     objective: str = "val_accuracy"
-    sampler_seconds: float = 0.0
+    sampler_seconds: float = 0.0  # in the sampler and the study: ask, tell, SQLite
+
+
+@dataclass
+class Search:
+    """What a tune searches, checked before anything trains: the base config (`sets`:
+    `--set` overrides, then the space's fixed values), the searched keys, the seeds every
+    trial trains, the objective and its direction, and the sampler."""
+
+    config_path: Path
+    sets: list[str]
+    dimensions: list[Dimension]
+    seeds: list[int]
+    objective: str
+    direction: str
+    sampler: str
+    sampler_seed: int
+    base: dict
+
+    def config(self, params: dict) -> dict:
+        """The config a trial with these drawn values trains."""
+        return resolved(self.config_path, self.sets, params)
+
+    def identity(self) -> dict:
+        """What names the tune's folder, in the shape `sweep.sweep_folder` compares."""
+        return {"points": [{"point": "tune", "seeds": self.seeds, "config": {
+            "base": self.base, "space": {d.key: d.text() for d in self.dimensions},
+            "sampler": self.sampler, "sampler_seed": self.sampler_seed,
+            "objective": self.objective, "direction": self.direction}}]}
+
+
+def check_search(config_path: Path, space: list[str], overrides: list[str], trials: int,
+                 repeats: int | None, seeds: str | None, objective: str,
+                 direction: str | None, sampler: str, sampler_seed: int,
+                 notice: Callable[[str], None]) -> tuple[Search, int]:
+    """Every argument checked (ConfigError naming it); returns the search and the number of
+    trials (at most the grid's size with the grid sampler)."""
+    dimensions, fixed = parse_space(space)
+    sets = [*overrides, *fixed]
+    base = load(config_path, sets)
+    direction = check_objective(objective, direction, base)
+    if sampler not in SAMPLERS:
+        raise ConfigError("--sampler", "", f"must be one of {', '.join(SAMPLERS)}; got "
+                                           f"{quote(sampler)}")
+    seed_list = choose_seeds(base["train"]["seed"], repeats, seeds)
+    if not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError("--trials", "", f"must be an integer in [1, {MAX_TRIALS}], got "
+                                          f"{trials}")
+    if trials * len(seed_list) > MAX_RUNS:
+        raise ConfigError("--trials", "", f"{trials} trials x {len(seed_list)} seeds is more "
+                                          f"than {MAX_RUNS} runs")
+    if sampler == "grid":
+        size = math.prod(len(d.grid()) for d in dimensions)
+        if trials > size:
+            notice(f"--sampler grid: the grid has {size} points; {size} trials, not {trials}")
+            trials = size
+    check_corners(config_path, sets, dimensions)
+    return Search(config_path, sets, dimensions, seed_list, objective, direction, sampler,
+                  sampler_seed, base), trials
 
 
 def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: int,
@@ -311,127 +373,53 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
     from circlereg import rundir
     from circlereg.config import check_value
     from circlereg.executor import WORKERS, Executor
-    from circlereg.plan import Outputs, Plan, Replica
+    from circlereg.plan import Plan, Replica
 
     optuna = require_optuna()
     notice = notice or (lambda message: None)
-    dimensions, fixed = parse_space(space)
-    base = load(config_path, [*overrides, *fixed])
-    direction = check_objective(objective, direction, base)
-    if sampler not in SAMPLERS:
-        raise ConfigError("--sampler", "", f"must be one of {', '.join(SAMPLERS)}; got "
-                                           f"{quote(sampler)}")
-    seed_list = choose_seeds(base["train"]["seed"], repeats, seeds)
-    if not 1 <= trials <= MAX_TRIALS:
-        raise ConfigError("--trials", "", f"must be an integer in [1, {MAX_TRIALS}], got "
-                                          f"{trials}")
-    if trials * len(seed_list) > MAX_RUNS:
-        raise ConfigError("--trials", "", f"{trials} trials x {len(seed_list)} seeds is more "
-                                          f"than {MAX_RUNS} runs")
+    search, trials = check_search(config_path, space, overrides, trials, repeats, seeds,
+                                  objective, direction, sampler, sampler_seed, notice)
     if batch is not None and batch < 1:
         raise ConfigError("--batch", "", f"must be an integer >= 1, got {batch}")
-    if sampler == "grid":
-        size = math.prod(len(d.grid()) for d in dimensions)
-        if trials > size:
-            notice(f"--sampler grid: the grid has {size} points; {size} trials, not {trials}")
-            trials = size
-    sets = [*overrides, *fixed]
-    check_corners(config_path, sets, dimensions)
-    name = name or f"{base['name']}-tune"
+    name = name or f"{search.base['name']}-tune"
     check_value("--name", "", "name", name)
-    where, on_test = measured_on(objective, base)
+    where, on_test = measured_on(objective, search.base)
     if on_test:
         notice(f"notice: the objective {objective} is measured on {where}: this tunes on the "
                "test set; set data.n_validation (e.g. --set data.n_validation=70) to keep "
                "them apart")
-    what = {"points": [{"point": "tune", "seeds": seed_list, "config": {
-        "base": base, "space": {d.key: d.text() for d in dimensions}, "sampler": sampler,
-        "sampler_seed": sampler_seed, "objective": objective, "direction": direction}}]}
-    folder = sweep_folder(runs_dir, name, what, resume, notice)
-    Plan([Replica(base, folder, str(config_path))]).check()  # user penalties import
+    folder = sweep_folder(runs_dir, name, search.identity(), resume, notice)
+    Plan([Replica(search.base, folder, str(config_path))]).check()  # user penalties import
     own = executor is None
     executor = executor or Executor()
-    workers = executor.workers or WORKERS
     from circlereg.train import LANES
 
-    batch = batch or batch_size(len(seed_list), LANES, workers)
+    batch = batch or batch_size(len(search.seeds), LANES, executor.workers or WORKERS)
     spec = {"config": str(config_path), "set": list(overrides), "space": list(space),
-            "seeds": seed_list, "trials": trials, "objective": objective,
-            "direction": direction, "sampler": sampler, "sampler_seed": sampler_seed,
+            "seeds": search.seeds, "trials": trials, "objective": objective,
+            "direction": search.direction, "sampler": sampler, "sampler_seed": sampler_seed,
             "batch": batch, "name": name}
-    timer = {"sampler": 0.0}
     try:
         with rundir.locked(folder):
             _atomic_write(folder / "tune.yaml", yaml.safe_dump(spec, sort_keys=False))
             study = optuna.create_study(
                 storage=study_storage(optuna, folder / "study.db"), study_name=STUDY,
-                sampler=_sampler(optuna, sampler, sampler_seed, dimensions),
-                direction=direction, load_if_exists=True)
+                sampler=_sampler(optuna, search), direction=search.direction,
+                load_if_exists=True)
             numbers = max(trials, len(study.trials))  # trial numbers are 0, 1, 2, ...
-            _atomic_write(folder / IDENTITY, json.dumps({**what, "runs": [
-                f"t{n:04d}/seed_{s}" for n in range(numbers) for s in seed_list]},
+            _atomic_write(folder / IDENTITY, json.dumps({**search.identity(), "runs": [
+                f"{trial_folder(n)}/seed_{s}" for n in range(numbers) for s in search.seeds]},
                 indent=1) + "\n")
-            states = optuna.trial.TrialState
-            finished = (states.COMPLETE, states.FAIL)
-            # Asked before an interruption: finished first, with the parameters they hold.
-            pending = [optuna.Trial(study, t._trial_id)
-                       for t in study.get_trials(deepcopy=False, states=(states.RUNNING,))]
-            if pending:
-                notice(f"--resume: finishing {len(pending)} trials asked before the "
-                       "interruption")
-            done = len(study.get_trials(deepcopy=False, states=finished))
-            if on_plan is not None:
-                on_plan(max(trials - done, len(pending)) * len(seed_list)
-                        * base["train"]["epochs"])
+            timer = Timer()
             try:
-                while True:
-                    left = trials - done - len(pending)
-                    start = time.perf_counter()
-                    asked = pending + [study.ask() for _ in range(min(batch - len(pending),
-                                                                      left))]
-                    drawn = [(trial, {d.key: d.draw(trial) for d in dimensions})
-                             for trial in asked]
-                    timer["sampler"] += time.perf_counter() - start
-                    pending = []
-                    if not asked:
-                        break
-                    work = []
-                    for trial, params in drawn:
-                        try:
-                            config = resolved(config_path, sets, params)
-                        except ConfigError as err:  # a draw the corners did not rule out
-                            notice(f"t{trial.number:04d}: {err}; told as failed")
-                            study.tell(trial, state=states.FAIL)
-                            continue
-                        work.append((TrialPoint(trial.number, params, config,
-                                                str(config_path), tuple(seed_list)), trial))
-                    replicas = [Replica(with_seed(point.config, s), run, point.source)
-                                for point, _ in work for s, run in point.runs(folder)]
-                    todo = [r for r in replicas
-                            if rundir.run_state(r.destination) is not None]
-                    plan = Plan(todo, Outputs(figures=figures))
-                    plan.check()
-                    if plan.replicas:
-                        from circlereg.executor import execute
-
-                        execute(plan, executor, progress)
-                    start = time.perf_counter()
-                    for point, trial in work:
-                        value = _objective(folder, point, objective)
-                        if value is None:
-                            study.tell(trial, state=states.FAIL)
-                        else:
-                            study.tell(trial, value)
-                    timer["sampler"] += time.perf_counter() - start
-                    done = len(study.get_trials(deepcopy=False, states=finished))
-                    if on_batch is not None:
-                        on_batch(_progress_line(study, done, trials, objective))
+                search_loop(optuna, study, search, folder, trials, batch, timer,
+                            lambda replicas: executor_run(replicas, executor, progress, figures),
+                            notice, on_plan, on_batch)
             finally:  # an interrupted tune still reports what it finished, and says so
-                rows = write_trials(folder, study, dimensions, seed_list, objective)
-                result = _report(folder, study, rows, spec, base, where, on_test, trials,
-                                 timer["sampler"], config_path, sets, dimensions)
-            result.sampler_seconds = timer["sampler"]
-            _plot(folder, study, dimensions, result)
+                rows = write_trials(folder, study, search)
+                result = _report(folder, study, rows, spec, search, where, on_test, trials,
+                                 timer.seconds)
+            _plot(folder, study, search.dimensions, result)
     finally:
         if own:
             executor.close()
@@ -440,6 +428,81 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
         notice(f"warning: {failed} of {len(rows)} trials failed (a diverged seed: training "
                "loss not finite); told to Optuna as failed, the search went on")
     return result
+
+
+class Timer:
+    """Seconds spent in `with timer:` blocks (the sampler's and the study's share)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._start
+
+
+def executor_run(replicas: list, executor, progress, figures: bool) -> None:
+    """Train the replicas (sub-runs not on disk yet) and write their run directories."""
+    from circlereg.executor import execute
+    from circlereg.plan import Outputs, Plan
+
+    plan = Plan(replicas, Outputs(figures=figures))
+    plan.check()
+    if plan.replicas:
+        execute(plan, executor, progress)
+
+
+def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch: int,
+                timer: Timer, train: Callable[[list], None], notice, on_plan, on_batch
+                ) -> None:
+    """Ask, train, tell, batch after batch, until `trials` trials are finished. Trials asked
+    before an interruption (RUNNING in the study) come first, with the values they hold."""
+    from circlereg.plan import Replica
+    from circlereg.rundir import run_state
+
+    states = optuna.trial.TrialState
+    finished = (states.COMPLETE, states.FAIL)
+    pending = [optuna.Trial(study, t._trial_id)
+               for t in study.get_trials(deepcopy=False, states=(states.RUNNING,))]
+    if pending:
+        notice(f"--resume: finishing {len(pending)} trials asked before the interruption")
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    if on_plan is not None:
+        on_plan(max(trials - done, len(pending)) * len(search.seeds)
+                * search.base["train"]["epochs"])
+    while True:
+        with timer:
+            asked = pending + [study.ask() for _ in range(min(batch - len(pending),
+                                                              trials - done - len(pending)))]
+            drawn = [(trial, {d.key: d.draw(trial) for d in search.dimensions})
+                     for trial in asked]
+        if not asked:
+            return
+        pending, points = [], []
+        for trial, params in drawn:
+            try:
+                config = search.config(params)
+            except ConfigError as err:  # a draw the corners did not rule out
+                notice(f"{trial_folder(trial.number)}: {err}; told as failed")
+                study.tell(trial, state=states.FAIL)
+                continue
+            points.append((TrialPoint(trial.number, params, config, str(search.config_path),
+                                      tuple(search.seeds)), trial))
+        train([Replica(with_seed(point.config, s), run, point.source)
+               for point, _ in points for s, run in point.runs(folder)
+               if run_state(run) is not None])  # finished sub-runs are kept, never retrained
+        with timer:
+            for point, trial in points:
+                value = _objective(folder, point, search.objective)
+                if value is None:
+                    study.tell(trial, state=states.FAIL)
+                else:
+                    study.tell(trial, value)
+        done = len(study.get_trials(deepcopy=False, states=finished))
+        if on_batch is not None:
+            on_batch(_progress_line(study, done, trials, search.objective))
 
 
 def resolved(config_path: Path, sets: list[str], params: dict) -> dict:
@@ -473,7 +536,8 @@ def study_storage(optuna, path: Path):
                                       engine_kwargs={"connect_args": {"factory": Connection}})
 
 
-def _sampler(optuna, name: str, seed: int, dimensions: list[Dimension]):
+def _sampler(optuna, search: Search):
+    name, seed, dimensions = search.sampler, search.sampler_seed, search.dimensions
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
@@ -509,22 +573,21 @@ def _progress_line(study, done: int, trials: int, objective: str) -> str:
     except ValueError:
         return f"trials {done}/{trials}: none completed yet"
     return (f"trials {done}/{trials}: best {objective} {best.value:.4f} "
-            f"(t{best.number:04d})")
+            f"({trial_folder(best.number)})")
 
 
-def write_trials(folder: Path, study, dimensions: list[Dimension], seeds: list[int],
-                 objective: str) -> list[dict]:
+def write_trials(folder: Path, study, search: Search) -> list[dict]:
     """trials.csv, one row per trial from the study and the sub-runs on disk: number, state,
     the drawn values, the objective (mean over seeds), and each statistic's mean."""
     rows = []
     for frozen in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        params = {d.key: d.value(frozen.params[d.key]) for d in dimensions
+        params = {d.key: d.value(frozen.params[d.key]) for d in search.dimensions
                   if d.key in frozen.params}
-        point = TrialPoint(frozen.number, params, {}, "", tuple(seeds))
+        point = TrialPoint(frozen.number, params, {}, "", tuple(search.seeds))
         summary = summarize_point(point, _trial_metrics(folder, point))
         rows.append({"trial": point.folder, "state": frozen.state.name,
-                     **{d.key: params.get(d.key) for d in dimensions},
-                     objective: frozen.value,
+                     **{d.key: params.get(d.key) for d in search.dimensions},
+                     search.objective: frozen.value,
                      **{k: summary[k] for k in ("n", "n_diverged", "n_missing")},
                      **{f"{s}_mean": summary[f"{s}_mean"] for s in STATISTICS}})
     columns = list(rows[0]) if rows else ["trial", "state"]
@@ -537,11 +600,10 @@ def write_trials(folder: Path, study, dimensions: list[Dimension], seeds: list[i
     return rows
 
 
-def _report(folder: Path, study, rows: list[dict], spec: dict, base: dict, where: str,
-            on_test: bool, trials: int, sampler_seconds: float, config_path: Path,
-            sets: list[str], dimensions: list[Dimension]) -> Tune:
+def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, where: str,
+            on_test: bool, trials: int, sampler_seconds: float) -> Tune:
     """tune.md and best.yaml (the best trial's resolved config, for `circlereg run`)."""
-    objective = spec["objective"]
+    objective, dimensions = search.objective, search.dimensions
     finished = [r for r in rows if r["state"] in ("COMPLETE", "FAIL")]
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     status = "complete" if len(finished) >= trials else "incomplete"
@@ -567,9 +629,9 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, base: dict, where
     best = None
     if complete:
         best_trial = study.best_trial
-        best = next(r for r in rows if r["trial"] == f"t{best_trial.number:04d}")
+        best = next(r for r in rows if r["trial"] == trial_folder(best_trial.number))
         params = {d.key: d.value(best_trial.params[d.key]) for d in dimensions}
-        config = resolved(config_path, sets, params)
+        config = search.config(params)
         (folder / "best.yaml").write_text(
             f"# The best trial of {folder}: {best['trial']}, {objective} "
             f"{best_trial.value:.6g} (mean over seeds {', '.join(map(str, spec['seeds']))}).\n"
@@ -582,7 +644,7 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, base: dict, where
             lines.append("- on points the search never saw: none were kept from it (the "
                          "objective reads the test points)")
         else:
-            lines.append(f"- **test accuracy on the {_n_test(base)} test points, which the "
+            lines.append(f"- **test accuracy on the {_n_test(search.base)} test points, which the "
                          f"search never saw: {best['test_accuracy_mean']:.4f}** (mean over "
                          f"{best['n']} seeds)")
         lines += ["", "## Top trials", "", _table(rows, dimensions, objective, spec)]
@@ -590,7 +652,7 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, base: dict, where
                   "`study.db` (Optuna, SQLite)."]
     report = "\n".join(lines) + "\n"
     _atomic_write(folder / "tune.md", report)
-    return Tune(folder, rows, report, best, objective=objective)
+    return Tune(folder, rows, report, best, objective, sampler_seconds)
 
 
 def _n_test(config: dict) -> int:
