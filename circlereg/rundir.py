@@ -110,7 +110,8 @@ def listing(runs_dir: Path) -> list[tuple[str, Path, str]]:
             report = folder.parent.name.startswith("reproduce-")
             complete = done == len(planned) and (not report
                                                  or (folder / "reproduction.md").is_file())
-            what = "reproduction" if report else "sweep"
+            what = "reproduction" if report else "tune" if (folder / "study.db").is_file() \
+                else "sweep"
             found.append(("complete" if complete else "incomplete", folder,
                           f"{what}, {done}/{len(planned)} runs"))
         else:

@@ -143,6 +143,17 @@ def test_small_tune_writes_trials_best_config_and_plots(small_tune, tmp_path):
             "val_accuracy"]
 
 
+def test_the_same_tune_draws_the_same_trials(small_tune, tmp_path):
+    """The sampler is seeded and a trial's numbers depend on its config and seeds alone."""
+    runs, folder, _ = small_tune
+    result = tune(tmp_path, *SPACE, "--trials", 8, "--repeats", 2)
+    assert result.exit_code == 0, result.output
+    (again,) = (tmp_path / "l1_pre_relu-tune").iterdir()
+    assert (again / "trials.csv").read_bytes() == (folder / "trials.csv").read_bytes()
+    listed = runner.invoke(app, ["list", str(runs)]).output
+    assert f"complete  {folder}  (tune, 16/16 runs)" in listed
+
+
 def test_resume_with_another_space_refuses_in_one_line(small_tune):
     runs, folder, _ = small_tune
     result = tune(runs, f"{L1}=loguniform(1e-5,1e-1)", SPACE[1], "--trials", 8, "--repeats",
