@@ -249,3 +249,26 @@ def test_killed_tune_resumes_to_the_trials_asked(tmp_path):
     after = mtimes(folder)
     assert len(after) == 16 and {k: after[k] for k in before} == before
     assert not list(folder.rglob(".partial-*"))
+
+
+def test_validation_split_leaves_training_alone_and_holds_the_test_points_out(tmp_path):
+    """data.n_validation changes what training is evaluated on, not what it trains: the
+    curves on the training points are the same bits, and the writer's held-out
+    test_accuracy is the test accuracy of the same run without the split."""
+    from circlereg.rundir import read_history
+
+    runs = {}
+    for n_validation in (0, 20):
+        out = tmp_path / str(n_validation)
+        args = [t.replace("n_validation=20", f"n_validation={n_validation}") for t in TINY]
+        result = runner.invoke(app, ["run", str(CONFIGS / "l1_pre_relu.yaml"), *args, "--set",
+                                     f"{RATE}=0.1", "--runs-dir", str(out)])
+        assert result.exit_code == 0, result.output
+        (runs[n_validation],) = (out / "l1_pre_relu").iterdir()
+    plain, split = (json.loads((runs[n] / "metrics.json").read_text()) for n in (0, 20))
+    assert split["test_accuracy"] == pytest.approx(plain["test_accuracy"], abs=1e-6)
+    assert split["train_accuracy"] == plain["train_accuracy"]
+    assert split["val_accuracy"] != plain["test_accuracy"] and "val_accuracy" not in plain
+    curves = [read_history(runs[n] / "history.csv") for n in (0, 20)]
+    assert (curves[0]["loss"] == curves[1]["loss"]).all()
+    assert not (curves[0]["val_loss"] == curves[1]["val_loss"]).all()
