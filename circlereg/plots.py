@@ -11,12 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def curves(history: dict, path: Path, metric: str, title: str) -> None:
-    """Train and test `metric` per epoch, as in the study's line plots."""
+def curves(history: dict, path: Path, metric: str, title: str, evaluated: str = "test"
+           ) -> None:
+    """Train and test `metric` per epoch, as in the study's line plots (`evaluated`: what
+    the val_* curve is measured on, `validation` with data.n_validation)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     epochs = np.arange(1, len(history[metric]) + 1)
     ax.plot(epochs, history[metric], label="train")
-    ax.plot(epochs, history[f"val_{metric}"], label="test")
+    ax.plot(epochs, history[f"val_{metric}"], label=evaluated)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(title)

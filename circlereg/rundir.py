@@ -195,9 +195,10 @@ class Writer:
             write_json(scratch / "environment.json", self._environment)
             name = config["name"]
             if self.outputs.figures:
-                plots.curves(result.history, scratch / "accuracy.png", "accuracy",
-                             f"{name}: accuracy")
-                plots.curves(result.history, scratch / "loss.png", "loss", f"{name}: loss")
+                evaluated = "test" if split.held_out_x is None else "validation"
+                for curve in ("accuracy", "loss"):
+                    plots.curves(result.history, scratch / f"{curve}.png", curve,
+                                 f"{name}: {curve}", evaluated)
                 shown = split if split.held_out_x is None else Split(  # the test points
                     split.train_x, split.train_y, split.held_out_x, split.held_out_y)
                 plots.decision_boundary(probe.predict, shown, scratch / "decision_boundary.png",
