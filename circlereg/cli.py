@@ -175,7 +175,7 @@ def sweep(
         help="Base YAML config (none with --spec: the spec names it).", show_default=False)]
     = None,
     axes: Annotated[list[str] | None, typer.Argument(
-        help="Swept keys: key=v1,v2 | key=choice(v1,v2) | key=range([a,]b[,step]) | "
+        help="Swept keys: key=v1,v2 | key=choice(v1,v2) | key=range(a,b[,step]) | "
              "key=logspace(a,b,n) | key=linspace(a,b,n); values are YAML ([8,4],[16] is two "
              "lists); several form the Cartesian product (docs/grammar.md).")] = None,
     spec: Annotated[Path | None, typer.Option(

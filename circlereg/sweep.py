@@ -263,12 +263,17 @@ def _check_points(spec: SweepSpec, grid: list[dict]) -> None:
     if spec.points is None or spec.points == grid:
         return
     if len(spec.points) != len(grid):
-        found = f"lists {len(spec.points)} points, its config, axes and seeds give {len(grid)}"
+        found = f"lists {len(spec.points)} points but config, axes and seeds give {len(grid)}"
     else:
         listed, given = next((a, b) for a, b in zip(spec.points, grid) if a != b)
-        found = f"lists {quote(listed, 80)}, its config, axes and seeds give {quote(given, 80)}"
+        found = (f"{given['point']} is listed as {quote(_without_point(listed), 80)} but "
+                 f"config, axes and seeds give {quote(_without_point(given), 80)}")
     raise ConfigError(spec.source, "points", f"{found}; points records what a sweep trained: "
                                              "delete it to run the spec as it is now")
+
+
+def _without_point(entry) -> dict | object:
+    return {k: v for k, v in entry.items() if k != "point"} if isinstance(entry, dict) else entry
 
 
 def statistics(values: list[float]) -> dict:
