@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from circlereg.cli import app
 from circlereg.config import config_hash
-from circlereg.spec import read_spec
+from circlereg.spec import axis_values, read_spec
 from circlereg.sweep import Point, choose_seeds, expand, identity, parse_axis, read_summary
 
-from .conftest import CONFIGS
+from .conftest import CONFIGS, ROOT
 
 runner = CliRunner()
 BASELINE = str(CONFIGS / "baseline.yaml")
@@ -101,8 +101,7 @@ name: l1-grid
     spec = read_spec(path)
     assert spec.overrides == ("train.epochs=20", "model.hidden=[8]")
     assert spec.seeds == (3, 5) and spec.name == "l1-grid"
-    points = expand(spec.bases, spec.overrides, [parse_axis(f"{k}={v}") if isinstance(v, str)
-                                                 else (k, v) for k, v in spec.axes])
+    points = expand(spec.bases, spec.overrides, [(k, axis_values(k, v)) for k, v in spec.axes])
     assert [p.params for p in points] == [
         {"model.regularizers.0.l1": l1, "model.regularizers.0.placement": placement}
         for l1 in (0.0001, 0.001) for placement in ("pre_activation", "post_activation")]
@@ -230,3 +229,13 @@ def test_sweep_identity_is_the_one_earlier_sweeps_resume_by(configs, axes, overr
               for p in expand([CONFIGS / c for c in configs], overrides,
                               [parse_axis(a) for a in axes])]
     assert config_hash(identity(points)) == digest
+
+
+def test_the_shipped_spec_is_the_studys_grid():
+    spec = read_spec(ROOT / "sweeps" / "l1_strength.yaml")
+    assert [base.source for base in spec.bases] == [
+        str(ROOT / "sweeps" / ".." / "configs" / "l1_pre_relu.yaml")]
+    points = expand(spec.bases, spec.overrides, [(k, axis_values(k, v)) for k, v in spec.axes])
+    assert len(points) == 22 and spec.repeats == 10 and spec.name == "l1_strength"
+    assert points[2].params == {"model.regularizers.0.l1": 3.16227766017e-06,
+                                "model.regularizers.0.placement": "pre_activation"}
