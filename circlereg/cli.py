@@ -390,7 +390,7 @@ def export_tensorboard(
     its runs as HParams sessions, the swept keys as hyperparameters."""
     from circlereg.export import to_tensorboard
 
-    _export(lambda: to_tensorboard(folder, logdir, notice=_notice))
+    _export(lambda: to_tensorboard(folder, logdir, notice=_notice), view="tensorboard --logdir")
 
 
 @export_app.command("mlflow")
@@ -409,7 +409,7 @@ def export_mlflow(
     _export(lambda: to_mlflow(folder, experiment, notice=_notice))
 
 
-def _export(export) -> None:
+def _export(export, view: str | None = None) -> None:
     try:
         exported = export()
     except ConfigError as err:
@@ -421,6 +421,8 @@ def _export(export) -> None:
              code=130)
     typer.echo(f"{exported.new} runs exported, {exported.present} already there: "
                f"{exported.where}")
+    if view:
+        _notice(f"view them: {view} {exported.where}")
 
 
 if __name__ == "__main__":
