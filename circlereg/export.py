@@ -55,14 +55,13 @@ class RunFolder:
         """Changes when the run is trained again (a damaged run replaced by --resume)."""
         return hashlib.sha256((self.path / "metrics.json").read_bytes()).hexdigest()[:16]
 
-    def times(self, epochs: int) -> tuple[float, list[float]]:
-        """(start, end of each epoch) in seconds since the epoch: training ended when
-        metrics.json was written, and took train_seconds, spread evenly over the epochs."""
-        metrics = self.metrics()
+    def times(self, metrics: dict, epochs: int) -> tuple[float, list[float]]:
+        """(start, end of each epoch) in seconds since 1970: training ended when metrics.json
+        was written, less writing's time, and took train_seconds, spread evenly over epochs."""
         end = (self.path / "metrics.json").stat().st_mtime - (metrics.get("write_seconds") or 0)
         took = metrics.get("train_seconds") or 0.0
         start = end - took
-        return start, [start + took * (epoch + 1) / max(epochs, 1) for epoch in range(epochs)]
+        return start, [start + took * (epoch + 1) / epochs for epoch in range(epochs)]
 
 
 def final_metrics(metrics: dict) -> dict[str, float]:
@@ -136,21 +135,20 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 def _collection(path: Path, name: str, notice: Callable[[str], None]) -> Collection | None:
     try:
-        planned = json.loads((path / "plan.json").read_text())["runs"]
-        sweep = yaml.safe_load((path / "sweep.yaml").read_text()) \
-            if (path / "sweep.yaml").is_file() else None
-    except (ValueError, OSError, KeyError, TypeError, yaml.YAMLError):
+        planned = [str(run) for run in json.loads((path / "plan.json").read_text())["runs"]]
+        if (path / "sweep.yaml").is_file():
+            sweep = yaml.safe_load((path / "sweep.yaml").read_text())
+            points = {p["point"]: {k: v for k, v in p.items() if k not in ("point", "seeds")}
+                      for p in sweep["points"]}
+            kind = "comparison" if any("config" in p for p in points.values()) else "sweep"
+            spec = {k: sweep[k] for k in ("config", "set", "axes") if k in sweep}
+            params = {run: points.get(PurePosixPath(run).parts[0], {}) for run in planned}
+        else:  # a reproduction: runs/<model>/seed_<n>, the model its only parameter
+            kind, spec = "reproduction", {}
+            params = {run: {"model": PurePosixPath(run).parent.name} for run in planned}
+    except (ValueError, OSError, LookupError, TypeError, AttributeError, yaml.YAMLError):
         notice(f"{path}: plan.json or sweep.yaml is unreadable; skipped")
         return None
-    if sweep is None:  # a reproduction: runs/<model>/seed_<n>, the model its only parameter
-        kind, spec = "reproduction", {}
-        params = {run: {"model": PurePosixPath(run).parent.name} for run in planned}
-    else:
-        points = {p["point"]: {k: v for k, v in p.items() if k not in ("point", "seeds")}
-                  for p in sweep.get("points", [])}
-        kind = "comparison" if any("config" in p for p in points.values()) else "sweep"
-        spec = {k: sweep[k] for k in ("config", "set", "axes") if k in sweep}
-        params = {run: points.get(PurePosixPath(run).parts[0], {}) for run in planned}
     runs = [RunFolder(path / run, f"{name}/{run}", params[run]) for run in planned
             if run_state(path / run) is None]
     return Collection(path, name, kind, runs, spec)
@@ -163,14 +161,15 @@ class Exported:
     where: str = ""  # the logdir or the tracking URI
 
 
-def _require(module: str, extra: str, command: str) -> None:
+def _require(extra: str) -> None:
+    """The extra `circlereg[extra]` (whose package has the same name) is installed."""
     import importlib
 
     try:
-        importlib.import_module(module)
+        importlib.import_module(extra)
     except ImportError:
-        raise ConfigError(f"export {command}", "", f"needs the {extra} extra: "
-                                                   f"pip install 'circlereg[{extra}]'") from None
+        raise ConfigError(f"export {extra}", "", f"needs the {extra} extra: "
+                                                 f"pip install 'circlereg[{extra}]'") from None
 
 
 # ---- TensorBoard -----------------------------------------------------------------------------
@@ -185,7 +184,7 @@ def to_tensorboard(folder: Path, logdir: Path | None = None,
     `folder`/.tensorboard), one run each: its four curves per epoch and its final metrics
     (tags final/*). Runs of a sweep, comparison or reproduction are also HParams sessions:
     the swept keys as hyperparameters, grouped by grid point so seeds average together."""
-    _require("tensorboard", "tensorboard", "tensorboard")
+    _require("tensorboard")
     collections, lone = find(folder, notice)
     logdir = Path(logdir) if logdir is not None else Path(folder) / ".tensorboard"
     manifest = _read_manifest(logdir / MANIFEST)
@@ -195,7 +194,9 @@ def to_tensorboard(folder: Path, logdir: Path | None = None,
     try:
         for run, session in sessions:
             fingerprint = run.fingerprint()
-            if manifest.get(run.identity, {}).get("fingerprint") == fingerprint:
+            earlier = manifest.get(run.identity, {})
+            if earlier.get("fingerprint") == fingerprint \
+                    and any((logdir / earlier["run"]).glob(f"*{EVENTS_SUFFIX}")):
                 exported.present += 1
                 continue
             _write_events(logdir / run.name, _run_events(run, session))
@@ -209,9 +210,10 @@ def to_tensorboard(folder: Path, logdir: Path | None = None,
 
 def _read_manifest(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, ValueError):  # none yet, or damaged: runs are written again, in place
         return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _run_events(run: RunFolder, session: bool) -> list:
@@ -227,7 +229,7 @@ def _run_events(run: RunFolder, session: bool) -> list:
     history = read_history(run.path / "history.csv")
     metrics = run.metrics()
     epochs = len(history["epoch"])
-    start, ends = run.times(epochs)
+    start, ends = run.times(metrics, epochs)
     events = [event_pb2.Event(wall_time=start, file_version="brain.Event:2")]
     if session:
         events.append(event_pb2.Event(step=0, wall_time=start,
@@ -300,7 +302,7 @@ def to_mlflow(folder: Path, experiment: str | None = None,
     resolved config as params (model.regularizers.0.l1 style), its curves with epoch steps,
     final metrics and its files as artifacts. The experiment is `experiment`, or by default
     the folder each sweep or run sits in (its sweep or config name)."""
-    _require("mlflow", "mlflow", "mlflow")
+    _require("mlflow")
     import logging
 
     from mlflow.exceptions import MlflowException
@@ -395,7 +397,7 @@ class _MlflowStore:
         metrics = run.metrics()
         history = read_history(run.path / "history.csv")
         epochs = len(history["epoch"])
-        start, ends = run.times(epochs)
+        start, ends = run.times(metrics, epochs)
         tags = {PATH_TAG: run.identity, FINGERPRINT_TAG: fingerprint,
                 "circlereg.seed": str(metrics.get("seed")),
                 "circlereg.diverged": str(bool(metrics.get("diverged"))).lower()}
