@@ -3,6 +3,7 @@ API and through MLflow's client, checked against history.csv and metrics.json; e
 adds nothing, and a sweep that grew (resumed) adds only its new run."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from circlereg.cli import app
 from circlereg.export import final_metrics
 from circlereg.rundir import read_history
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, ROOT
 
 EPOCHS = 20
 TINY = ["--set", f"train.epochs={EPOCHS}", "--set", "data.n_samples=60", "--quiet",
@@ -204,6 +205,23 @@ def test_without_the_extra_one_line_says_how_to_install_it(tmp_path, monkeypatch
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         f"error: export {command}: needs the {extra} extra: pip install 'circlereg[{extra}]'"]
+
+
+@pytest.mark.parametrize("command", ["tensorboard", pytest.param("mlflow", marks=pytest.mark.slow)])
+def test_export_imports_no_tensorflow_and_keeps_stderr_clean(interrupted, tmp_path, command):
+    argv = ["export", command, str(interrupted)]
+    argv += ["--logdir", str(tmp_path / "tb")] if command == "tensorboard" else []
+    code = (f"import sys\nfrom circlereg.cli import app\ntry:\n    app({argv!r})\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT),  # cwd: where MLflow puts ./mlruns
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("4 runs exported, 0 already there")
+    view = f"view them: tensorboard --logdir {tmp_path / 'tb'}\n"
+    assert done.stderr == (view if command == "tensorboard" else "")
 
 
 def test_a_folder_without_runs_is_one_line_exit_2(tmp_path):
