@@ -389,5 +389,60 @@ def validate(
         raise typer.Exit(2)
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Export runs, sweeps, comparisons and "
+                         "reproductions to TensorBoard or MLflow (nothing is trained).")
+app.add_typer(export_app, name="export")
+ExportFolder = Annotated[Path, typer.Argument(
+    help="A runs folder (every run and sweep in it), a sweep, comparison or reproduction "
+         "folder, or one run directory.")]
+
+
+@export_app.command("tensorboard")
+def export_tensorboard(
+    folder: ExportFolder = Path("runs"),
+    logdir: Annotated[Path | None, typer.Option(
+        help="Where the event files go (default: FOLDER/.tensorboard).")] = None,
+) -> None:
+    """Write TensorBoard event files (runs exported before are skipped).
+
+    Each run: its curves per epoch and final metrics. Each sweep, comparison or reproduction:
+    its runs as HParams sessions, the swept keys as hyperparameters."""
+    from circlereg.export import to_tensorboard
+
+    _export(lambda: to_tensorboard(folder, logdir, notice=_notice), view="tensorboard --logdir")
+
+
+@export_app.command("mlflow")
+def export_mlflow(
+    folder: ExportFolder = Path("runs"),
+    experiment: Annotated[str | None, typer.Option(
+        help="MLflow experiment (default: the folder each sweep or run is in, i.e. its sweep "
+             "or config name).")] = None,
+) -> None:
+    """Log runs to MLflow at $MLFLOW_TRACKING_URI (runs logged before are skipped).
+
+    A sweep, comparison or reproduction becomes a parent run with one child per run: its
+    config as params, curves by epoch, final metrics, and its files as artifacts."""
+    from circlereg.export import to_mlflow
+
+    _export(lambda: to_mlflow(folder, experiment, notice=_notice))
+
+
+def _export(export, view: str | None = None) -> None:
+    try:
+        exported = export()
+    except ConfigError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(write_failed(err))
+    except KeyboardInterrupt:
+        fail("interrupted; runs exported so far are kept: export again to add the rest",
+             code=130)
+    typer.echo(f"{exported.new} runs exported, {exported.present} already there: "
+               f"{exported.where}")
+    if view:
+        _notice(f"view them: {view} {exported.where}")
+
+
 if __name__ == "__main__":
     sys.exit(app())
