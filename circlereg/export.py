@@ -22,7 +22,7 @@ import yaml
 
 from circlereg.config import ConfigError
 from circlereg.rundir import HISTORY_COLUMNS, read_history, run_state
-from circlereg.sweep import _atomic_write, _flatten
+from circlereg.sweep import atomic_write, flatten
 
 CURVES = HISTORY_COLUMNS[1:]  # loss, accuracy, val_loss, val_accuracy: one point per epoch
 FINAL = ("train_accuracy", "test_accuracy", "gap", "train_loss", "test_loss",
@@ -204,7 +204,7 @@ def to_tensorboard(folder: Path, logdir: Path | None = None,
             exported.new += 1
     finally:  # an interrupted export keeps a record of every run it finished
         if exported.new:
-            _atomic_write(logdir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+            atomic_write(logdir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return exported
 
 
@@ -377,7 +377,7 @@ class _MlflowStore:
         tags = {PATH_TAG: collection.identity, "circlereg.kind": collection.kind}
         parent = self.client.create_run(experiment_id, tags=tags, run_name=collection.name,
                                         start_time=_ms(collection.path.stat().st_mtime))
-        self._log(parent.info.run_id, params=_flatten(collection.spec) if collection.spec
+        self._log(parent.info.run_id, params=flatten(collection.spec) if collection.spec
                   else {})
         self.exported(experiment_id)[collection.identity] = parent
         return parent
@@ -415,7 +415,7 @@ class _MlflowStore:
                       for i in range(epochs) for tag in CURVES]
             finals = [Metric(key, value, _ms(ends[-1]), epochs)
                       for key, value in final_metrics(metrics).items()]
-            self._log(run_id, params=_flatten(config), metrics=curves + finals)
+            self._log(run_id, params=flatten(config), metrics=curves + finals)
             self.client.log_artifacts(run_id, str(run.path))
         except BaseException:
             self.client.set_terminated(run_id, "FAILED")  # never mistaken for a complete run

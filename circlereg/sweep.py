@@ -117,7 +117,7 @@ def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]
     return list(range(base, base + repeats))
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     scratch = path.with_name(f".{path.name}.tmp")
     scratch.write_text(text)
     os.replace(scratch, path)
@@ -170,8 +170,8 @@ def difference(old: dict, new: dict) -> str:
     if len(old_points) != len(new_points):
         return f"{len(old_points)} grid points, now {len(new_points)}"
     for before, after in zip(old_points, new_points):
-        flat_before = _flatten({"seeds": before.get("seeds"), **before.get("config", {})})
-        flat_after = _flatten({"seeds": after["seeds"], **after["config"]})
+        flat_before = flatten({"seeds": before.get("seeds"), **before.get("config", {})})
+        flat_after = flatten({"seeds": after["seeds"], **after["config"]})
         for key in sorted(set(flat_before) | set(flat_after)):
             if flat_before.get(key) != flat_after.get(key):
                 return (f"{after['point']} {key}: {quote(flat_before.get(key))} -> "
@@ -179,13 +179,13 @@ def difference(old: dict, new: dict) -> str:
     return "the same configs, hashed differently"
 
 
-def _flatten(value, prefix: str = "") -> dict:
+def flatten(value, prefix: str = "") -> dict:
     if isinstance(value, dict):
         return {k: v for key, item in value.items()
-                for k, v in _flatten(item, f"{prefix}{key}.").items()}
+                for k, v in flatten(item, f"{prefix}{key}.").items()}
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return {k: v for i, item in enumerate(value)
-                for k, v in _flatten(item, f"{prefix}{i}.").items()}
+                for k, v in flatten(item, f"{prefix}{i}.").items()}
     return {prefix.rstrip("."): value}
 
 
@@ -238,8 +238,8 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     plan.check()
     with rundir.locked(folder):
         if not (folder / IDENTITY).is_file():
-            _atomic_write(folder / IDENTITY, json.dumps(what, indent=1) + "\n")
-        _atomic_write(folder / "sweep.yaml", spec.document(name, grid))
+            atomic_write(folder / IDENTITY, json.dumps(what, indent=1) + "\n")
+        atomic_write(folder / "sweep.yaml", spec.document(name, grid))
         if on_plan is not None:
             on_plan(plan.epochs())
         trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading
@@ -327,8 +327,8 @@ def write_summary(folder: Path, points: list[Point]) -> list[dict]:
     buffer = [",".join(columns)]
     for row in rows:
         buffer.append(",".join(_cell(row[c]) for c in columns))
-    _atomic_write(folder / "summary.csv", "\n".join(buffer) + "\n")
-    _atomic_write(folder / "summary.json", json.dumps(strict({
+    atomic_write(folder / "summary.csv", "\n".join(buffer) + "\n")
+    atomic_write(folder / "summary.json", json.dumps(strict({
         "status": "incomplete" if missing else "complete", "runs_planned": planned,
         "runs_finished": planned - missing, "points": rows}), indent=2) + "\n")
     return rows

@@ -252,7 +252,8 @@ def test_mlflow_export_reads_back_through_the_client(runs, tmp_path, monkeypatch
         [client.get_experiment_by_name("l1_pre_relu-sweep").experiment_id],
         filter_string="tags.`circlereg.kind` = 'sweep'")
     assert parent.info.status == "FINISHED"
-    assert json.loads(parent.data.params["axes"]) == ["model.regularizers.0.l1=1e-4,1e-3"]
+    assert parent.data.params["axes.model.regularizers.0.l1"] == "1e-4,1e-3"
+    assert parent.data.params["config.name"] == "l1_pre_relu"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
         "summary.csv", "summary.json", "sweep.yaml", "plan.json"}
     children = client.search_runs(
