@@ -171,10 +171,18 @@ def run(
 
 @app.command()
 def sweep(
-    config: Annotated[Path, typer.Argument(help="Base YAML config.")],
+    config: Annotated[str | None, typer.Argument(
+        help="Base YAML config (none with --spec: the spec names it).", show_default=False)]
+    = None,
     axes: Annotated[list[str] | None, typer.Argument(
-        help="Swept keys: key=v1,v2 | key=range(a,b[,step]) | key=logspace(a,b,n) | "
-             "key=linspace(a,b,n); several form the Cartesian product.")] = None,
+        help="Swept keys: key=v1,v2 | key=choice(v1,v2) | key=range(a,b[,step]) | "
+             "key=logspace(a,b,n) | key=linspace(a,b,n); values are YAML ([8,4],[16] is two "
+             "lists); several form the Cartesian product (docs/grammar.md).")] = None,
+    spec: Annotated[Path | None, typer.Option(
+        "--spec", help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name); "
+                       "every sweep folder's sweep.yaml is one. Options given with it apply on "
+                       "top: --set after its set, an axis replaces its axis of that key, "
+                       "--repeats/--seeds/--name replace its own.")] = None,
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
@@ -192,22 +200,33 @@ def sweep(
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in
     batched graphs."""
-    _run_sweep("sweep", [config], axes or [], set_, seed, repeats, seeds, runs_dir, name,
-               resume, run_figures, quiet, workers, chunk, backend, address)
+    axes = axes or []
+    if spec is not None and config is not None:  # with --spec every argument is an axis
+        if "=" not in config:
+            fail(f"--spec: {config}: the spec names the base config; give no config "
+                 "argument with --spec (arguments with --spec are axes, key=values)")
+        axes = [config, *axes]
+    elif spec is None and config is None:
+        fail("sweep: give a base config (circlereg sweep CONFIG key=values ...) or --spec FILE")
+    _run_sweep("sweep", [] if config is None or spec is not None else [Path(config)], axes,
+               set_, seed, repeats, seeds, runs_dir, name, resume, run_figures, quiet, workers,
+               chunk, backend, address, spec)
 
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend="local", address=None) -> None:
+               run_figures, quiet, workers, chunk, backend="local", address=None,
+               spec_file=None) -> None:
+    from circlereg.spec import from_command_line
     from circlereg.sweep import run_sweep
 
     try:
+        spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
+                                 seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         with executor, _progress(quiet) as progress:
-            folder, rows = run_sweep(configs, axes, (set_ or []) + _seed_override(seed),
-                                     repeats, seeds, runs_dir, name=name, resume=resume,
-                                     figures=run_figures, executor=executor,
-                                     progress=progress.advance, notice=_notice,
-                                     on_plan=progress.total)
+            folder, rows = run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
+                                     executor=executor, progress=progress.advance,
+                                     notice=_notice, on_plan=progress.total)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -410,6 +429,61 @@ def validate(
         typer.echo(f"ok: {path} ({resolved['name']})")
     if bad:
         raise typer.Exit(2)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export runs, sweeps, comparisons and "
+                         "reproductions to TensorBoard or MLflow (nothing is trained).")
+app.add_typer(export_app, name="export")
+ExportFolder = Annotated[Path, typer.Argument(
+    help="A runs folder (every run and sweep in it), a sweep, comparison or reproduction "
+         "folder, or one run directory.")]
+
+
+@export_app.command("tensorboard")
+def export_tensorboard(
+    folder: ExportFolder = Path("runs"),
+    logdir: Annotated[Path | None, typer.Option(
+        help="Where the event files go (default: FOLDER/.tensorboard).")] = None,
+) -> None:
+    """Write TensorBoard event files (runs exported before are skipped).
+
+    Each run: its curves per epoch and final metrics. Each sweep, comparison or reproduction:
+    its runs as HParams sessions, the swept keys as hyperparameters."""
+    from circlereg.export import to_tensorboard
+
+    _export(lambda: to_tensorboard(folder, logdir, notice=_notice), view="tensorboard --logdir")
+
+
+@export_app.command("mlflow")
+def export_mlflow(
+    folder: ExportFolder = Path("runs"),
+    experiment: Annotated[str | None, typer.Option(
+        help="MLflow experiment (default: the folder each sweep or run is in, i.e. its sweep "
+             "or config name).")] = None,
+) -> None:
+    """Log runs to MLflow at $MLFLOW_TRACKING_URI (runs logged before are skipped).
+
+    A sweep, comparison or reproduction becomes a parent run with one child per run: its
+    config as params, curves by epoch, final metrics, and its files as artifacts."""
+    from circlereg.export import to_mlflow
+
+    _export(lambda: to_mlflow(folder, experiment, notice=_notice))
+
+
+def _export(export, view: str | None = None) -> None:
+    try:
+        exported = export()
+    except ConfigError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(write_failed(err))
+    except KeyboardInterrupt:
+        fail("interrupted; runs exported so far are kept: export again to add the rest",
+             code=130)
+    typer.echo(f"{exported.new} runs exported, {exported.present} already there: "
+               f"{exported.where}")
+    if view:
+        _notice(f"view them: {view} {exported.where}")
 
 
 if __name__ == "__main__":

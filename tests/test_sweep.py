@@ -12,44 +12,13 @@ from typer.testing import CliRunner
 
 from circlereg.cli import app
 from circlereg.config import ConfigError
-from circlereg.sweep import choose_seeds, parse_axis, read_summary
+from circlereg.sweep import choose_seeds, read_summary
 
 from .conftest import CONFIGS, ROOT
 from .test_invariant import fingerprint
 
 runner = CliRunner()
 L1 = "model.regularizers.0.l1"
-
-
-@pytest.mark.parametrize("text, values", [
-    (f"{L1}=logspace(-6,-1,11)", [1e-6, 10 ** -5.5, 1e-5, 10 ** -4.5, 1e-4, 10 ** -3.5,
-                                  1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5, 1e-1]),
-    (f"{L1}=linspace(0,1,3)", [0.0, 0.5, 1.0]),
-    ("train.epochs=range(10,40,10)", [10, 20, 30]),
-    ("train.epochs=range(3,6)", [3, 4, 5]),
-    ("model.regularizers.0.placement=pre_activation,post_activation",
-     ["pre_activation", "post_activation"]),
-    (f"{L1}=1e-4,3e-4", [1e-4, 3e-4]),
-])
-def test_grid_syntax(text, values):
-    key, parsed = parse_axis(text)
-    assert key == text.split("=")[0]
-    if isinstance(values[0], str):
-        assert parsed == values
-    else:
-        assert parsed == pytest.approx(values, rel=1e-9)
-
-
-@pytest.mark.parametrize("text, message", [
-    (f"{L1}=", "non-empty list of values"),
-    (f"{L1}=logspace(-6,-1)", "logspace takes (start, stop, n)"),
-    ("train.epochs=range(1.5,3)", "range takes 2 or 3 integers"),
-    (f"{L1}=logspace(a,b,3)", "cannot parse"),
-    ("no_equals_sign", "must look like key.path=v1,v2"),
-])
-def test_bad_grid_syntax(text, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse_axis(text)
 
 
 def test_seed_choice():
