@@ -16,7 +16,7 @@ import typer
 from circlereg import __version__
 from circlereg.config import ConfigError, load
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Run, sweep and reproduce regularization experiments on the "
                        "concentric-circles overfitting study.")
 
@@ -235,20 +235,62 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
     except KeyboardInterrupt:
         fail(f"interrupted; finished runs are kept: run `circlereg {command}` with the same "
              "arguments and --resume to complete", code=130)
-    for row in rows:
-        typer.echo(format_row(row))
+    for line in format_table(rows):
+        typer.echo(line)
     typer.echo(f"sweep: {folder}")
 
 
-def format_row(row: dict) -> str:
+def format_table(rows: list[dict]) -> list[str]:
+    """Summary rows as an aligned table: the point, its swept values (each headed by the
+    shortest unambiguous end of its key), the finished seeds, and train and test accuracy as
+    mean ± standard deviation over them; a `diverged` column only when a run diverged.
+
+    >>> print("\\n".join(format_table([
+    ...     {"point": "p000", "model.regularizers.0.l1": 1e-06, "n": 10, "n_diverged": 0,
+    ...      "train_accuracy_mean": 1.0, "train_accuracy_std": 0.0,
+    ...      "test_accuracy_mean": 0.78, "test_accuracy_std": 0.0123},
+    ...     {"point": "p001", "model.regularizers.0.l1": 0.000316227766017, "n": 10,
+    ...      "n_diverged": 0, "train_accuracy_mean": 0.9667, "train_accuracy_std": 0.0,
+    ...      "test_accuracy_mean": 0.7914, "test_accuracy_std": 0.035}])))
+    point         l1   n  train (mean ± sd)  test (mean ± sd)
+    p000       1e-06  10  1.000 ± 0.000      0.780 ± 0.012
+    p001   0.0003162  10  0.967 ± 0.000      0.791 ± 0.035
+    """
     from circlereg.sweep import STATISTICS, SUMMARY_FIXED
 
-    params = " ".join(f"{k}={v}" for k, v in row.items() if k not in SUMMARY_FIXED
-                          and not k.startswith(tuple(f"{s}_" for s in STATISTICS)))
-    diverged = f" diverged={row['n_diverged']}" if row["n_diverged"] else ""
-    return (f"{row['point']} {params} n={row['n']} "
-            f"train {row['train_accuracy_mean']:.3f}±{row['train_accuracy_std']:.3f} "
-            f"test {row['test_accuracy_mean']:.3f}±{row['test_accuracy_std']:.3f}{diverged}")
+    keys = [k for k in rows[0] if k not in SUMMARY_FIXED
+            and not k.startswith(tuple(f"{s}_" for s in STATISTICS))]
+    header = ["point", *_short_names(keys), "n", "train (mean ± sd)", "test (mean ± sd)"]
+    body = [[row["point"], *(_cell(row[k]) for k in keys), str(row["n"]),
+             _spread(row, "train_accuracy"), _spread(row, "test_accuracy")] for row in rows]
+    if any(row["n_diverged"] for row in rows):
+        header.append("diverged")
+        body = [cells + [str(row["n_diverged"])] for cells, row in zip(body, rows)]
+    numeric = [False, *(all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool)
+                            for r in rows) for k in keys), True,
+               False, False, True]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return ["  ".join(cell.rjust(w) if right else cell.ljust(w)
+                      for cell, w, right in zip(line, widths, numeric)).rstrip()
+            for line in [header, *body]]
+
+
+def _short_names(keys: list[str]) -> list[str]:
+    """The shortest dotted ends that tell the keys apart: model.dropout.0.rate -> rate."""
+    for depth in range(1, max((k.count(".") + 1 for k in keys), default=1) + 1):
+        names = [".".join(k.split(".")[-depth:]) for k in keys]
+        if len(set(names)) == len(names):
+            return names
+    return keys
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _spread(row: dict, statistic: str) -> str:
+    mean, std = row[f"{statistic}_mean"], row[f"{statistic}_std"]
+    return "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"  # no finished run: NaN
 
 
 @app.command()

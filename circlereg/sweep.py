@@ -348,23 +348,23 @@ def read_summary(path: Path) -> list[dict]:
 
 def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[dict],
                trained: dict[Path, dict] | None = None) -> None:
-    """The sweep's plots; `trained` holds histories already in memory, by sub-run folder."""
+    """The sweep's plots, titled with its name; `trained` holds histories already in memory,
+    by sub-run folder."""
     from circlereg import plots
     from circlereg.rundir import read_history
 
+    title = folder.parent.name
     if "config" in keys:
-        plots.technique_bars(rows, folder / "test_accuracy_by_config.png")
+        plots.technique_bars(rows, folder / "test_accuracy_by_config.png", title)
     for key in keys:
-        values = [p.params[key] for p in points]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
-                and len(set(values)) > 1:
+        if plots.is_numeric([p.params[key] for p in points]):
             plots.accuracy_against(rows, key, [k for k in keys if k != key],
-                                   folder / f"accuracy_vs_{key}.png")
+                                   folder / f"accuracy_vs_{key}.png", title)
     curves = []
     for point in points:
         histories = [(trained or {}).get(run) or read_history(run / "history.csv")
                      for _, run in point.runs(folder) if (run / "history.csv").is_file()]
         if histories:
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={point.params[k]}" for k in keys)
-            curves.append((label or point.folder, histories))
-    plots.mean_curves(curves, folder / "curves.png")
+            label = plots.labelled(point.params, keys)
+            curves.append((label or point.folder, point.params, histories))
+    plots.mean_curves(curves, keys, folder / "curves.png", title)

@@ -77,7 +77,19 @@ def test_sweep_writes_summary_plots_and_sub_runs(tmp_path):
     for row in rows:
         assert float(row["test_accuracy_min"]) <= float(row["test_accuracy_mean"]) \
             <= float(row["test_accuracy_max"])
-    assert "p000 " in result.output and "sweep: " in result.output
+    # stdout: a table (header once, columns aligned) of the summary's rows, then the folder
+    *table, last = result.stdout.splitlines()
+    assert last == f"sweep: {folder}"
+    assert table[0].split() == ["point", "l1", "placement", "n", "train", "(mean", "±", "sd)",
+                                "test", "(mean", "±", "sd)"]
+    assert len({line.index("±") for line in table[1:]}) == 1
+    for line, row in zip(table[1:], rows, strict=True):
+        point, l1, placement, n, train, _, _, test, _, test_std = line.split()
+        assert (point, float(l1), placement, n) == (row["point"], float(row[L1]),
+                                                    row["model.regularizers.0.placement"], "2")
+        assert (train, test, test_std) == (f"{float(row['train_accuracy_mean']):.3f}",
+                                           f"{float(row['test_accuracy_mean']):.3f}",
+                                           f"{float(row['test_accuracy_std']):.3f}")
     # Sub-runs of one model shape share a probe model; each model.keras keeps its own strength.
     import keras
 
