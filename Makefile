@@ -1,33 +1,43 @@
 # Two set-up commands: `make run` (the main job) and `make test` (the whole suite).
+# `make run` installs only what running needs; `make test` adds the extras below.
+TEST_EXTRAS := dev,ray,tensorboard,mlflow
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint bench reproduce clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# What `circlereg run`, `sweep`, `compare` and `reproduce` need: the package and its
+# dependencies, no Ray, no test tools.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,ray]"
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e .
+	touch $@
 
-run: $(STAMP)
+# The rest, for the tests (again when the extras listed above change).
+$(TEST_STAMP): $(RUN_STAMP) Makefile
+	$(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS)]"
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/circlereg run configs/l1_pre_relu.yaml
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check circlereg tests bench
 	$(BIN)/python -m pytest -q
 
-reproduce: $(STAMP)
+reproduce: $(RUN_STAMP)
 	$(BIN)/circlereg reproduce
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python bench/bench.py
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check circlereg tests bench
 
 clean:

@@ -16,7 +16,7 @@ import typer
 from circlereg import __version__
 from circlereg.config import ConfigError, load
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Run, sweep and reproduce regularization experiments on the "
                        "concentric-circles overfitting study.")
 
@@ -171,10 +171,18 @@ def run(
 
 @app.command()
 def sweep(
-    config: Annotated[Path, typer.Argument(help="Base YAML config.")],
+    config: Annotated[str | None, typer.Argument(
+        help="Base YAML config (none with --spec: the spec names it).", show_default=False)]
+    = None,
     axes: Annotated[list[str] | None, typer.Argument(
-        help="Swept keys: key=v1,v2 | key=range(a,b[,step]) | key=logspace(a,b,n) | "
-             "key=linspace(a,b,n); several form the Cartesian product.")] = None,
+        help="Swept keys: key=v1,v2 | key=choice(v1,v2) | key=range(a,b[,step]) | "
+             "key=logspace(a,b,n) | key=linspace(a,b,n); values are YAML ([8,4],[16] is two "
+             "lists); several form the Cartesian product (docs/grammar.md).")] = None,
+    spec: Annotated[Path | None, typer.Option(
+        "--spec", help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name); "
+                       "every sweep folder's sweep.yaml is one. Options given with it apply on "
+                       "top: --set after its set, an axis replaces its axis of that key, "
+                       "--repeats/--seeds/--name replace its own.")] = None,
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
@@ -192,22 +200,33 @@ def sweep(
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in
     batched graphs."""
-    _run_sweep("sweep", [config], axes or [], set_, seed, repeats, seeds, runs_dir, name,
-               resume, run_figures, quiet, workers, chunk, backend, address)
+    axes = axes or []
+    if spec is not None and config is not None:  # with --spec every argument is an axis
+        if "=" not in config:
+            fail(f"--spec: {config}: the spec names the base config; give no config "
+                 "argument with --spec (arguments with --spec are axes, key=values)")
+        axes = [config, *axes]
+    elif spec is None and config is None:
+        fail("sweep: give a base config (circlereg sweep CONFIG key=values ...) or --spec FILE")
+    _run_sweep("sweep", [] if config is None or spec is not None else [Path(config)], axes,
+               set_, seed, repeats, seeds, runs_dir, name, resume, run_figures, quiet, workers,
+               chunk, backend, address, spec)
 
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend="local", address=None) -> None:
+               run_figures, quiet, workers, chunk, backend="local", address=None,
+               spec_file=None) -> None:
+    from circlereg.spec import from_command_line
     from circlereg.sweep import run_sweep
 
     try:
+        spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
+                                 seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         with executor, _progress(quiet) as progress:
-            folder, rows = run_sweep(configs, axes, (set_ or []) + _seed_override(seed),
-                                     repeats, seeds, runs_dir, name=name, resume=resume,
-                                     figures=run_figures, executor=executor,
-                                     progress=progress.advance, notice=_notice,
-                                     on_plan=progress.total)
+            folder, rows = run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
+                                     executor=executor, progress=progress.advance,
+                                     notice=_notice, on_plan=progress.total)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -216,20 +235,62 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
     except KeyboardInterrupt:
         fail(f"interrupted; finished runs are kept: run `circlereg {command}` with the same "
              "arguments and --resume to complete", code=130)
-    for row in rows:
-        typer.echo(format_row(row))
+    for line in format_table(rows):
+        typer.echo(line)
     typer.echo(f"sweep: {folder}")
 
 
-def format_row(row: dict) -> str:
+def format_table(rows: list[dict]) -> list[str]:
+    """Summary rows as an aligned table: the point, its swept values (each headed by the
+    shortest unambiguous end of its key), the finished seeds, and train and test accuracy as
+    mean ± standard deviation over them; a `diverged` column only when a run diverged.
+
+    >>> print("\\n".join(format_table([
+    ...     {"point": "p000", "model.regularizers.0.l1": 1e-06, "n": 10, "n_diverged": 0,
+    ...      "train_accuracy_mean": 1.0, "train_accuracy_std": 0.0,
+    ...      "test_accuracy_mean": 0.78, "test_accuracy_std": 0.0123},
+    ...     {"point": "p001", "model.regularizers.0.l1": 0.000316227766017, "n": 10,
+    ...      "n_diverged": 0, "train_accuracy_mean": 0.9667, "train_accuracy_std": 0.0,
+    ...      "test_accuracy_mean": 0.7914, "test_accuracy_std": 0.035}])))
+    point         l1   n  train (mean ± sd)  test (mean ± sd)
+    p000       1e-06  10  1.000 ± 0.000      0.780 ± 0.012
+    p001   0.0003162  10  0.967 ± 0.000      0.791 ± 0.035
+    """
     from circlereg.sweep import STATISTICS, SUMMARY_FIXED
 
-    params = " ".join(f"{k}={v}" for k, v in row.items() if k not in SUMMARY_FIXED
-                          and not k.startswith(tuple(f"{s}_" for s in STATISTICS)))
-    diverged = f" diverged={row['n_diverged']}" if row["n_diverged"] else ""
-    return (f"{row['point']} {params} n={row['n']} "
-            f"train {row['train_accuracy_mean']:.3f}±{row['train_accuracy_std']:.3f} "
-            f"test {row['test_accuracy_mean']:.3f}±{row['test_accuracy_std']:.3f}{diverged}")
+    keys = [k for k in rows[0] if k not in SUMMARY_FIXED
+            and not k.startswith(tuple(f"{s}_" for s in STATISTICS))]
+    header = ["point", *_short_names(keys), "n", "train (mean ± sd)", "test (mean ± sd)"]
+    body = [[row["point"], *(_cell(row[k]) for k in keys), str(row["n"]),
+             _spread(row, "train_accuracy"), _spread(row, "test_accuracy")] for row in rows]
+    if any(row["n_diverged"] for row in rows):
+        header.append("diverged")
+        body = [cells + [str(row["n_diverged"])] for cells, row in zip(body, rows)]
+    numeric = [False, *(all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool)
+                            for r in rows) for k in keys), True,
+               False, False, True]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return ["  ".join(cell.rjust(w) if right else cell.ljust(w)
+                      for cell, w, right in zip(line, widths, numeric)).rstrip()
+            for line in [header, *body]]
+
+
+def _short_names(keys: list[str]) -> list[str]:
+    """The shortest dotted ends that tell the keys apart: model.dropout.0.rate -> rate."""
+    for depth in range(1, max((k.count(".") + 1 for k in keys), default=1) + 1):
+        names = [".".join(k.split(".")[-depth:]) for k in keys]
+        if len(set(names)) == len(names):
+            return names
+    return keys
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _spread(row: dict, statistic: str) -> str:
+    mean, std = row[f"{statistic}_mean"], row[f"{statistic}_std"]
+    return "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"  # no finished run: NaN
 
 
 @app.command()
@@ -368,6 +429,61 @@ def validate(
         typer.echo(f"ok: {path} ({resolved['name']})")
     if bad:
         raise typer.Exit(2)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export runs, sweeps, comparisons and "
+                         "reproductions to TensorBoard or MLflow (nothing is trained).")
+app.add_typer(export_app, name="export")
+ExportFolder = Annotated[Path, typer.Argument(
+    help="A runs folder (every run and sweep in it), a sweep, comparison or reproduction "
+         "folder, or one run directory.")]
+
+
+@export_app.command("tensorboard")
+def export_tensorboard(
+    folder: ExportFolder = Path("runs"),
+    logdir: Annotated[Path | None, typer.Option(
+        help="Where the event files go (default: FOLDER/.tensorboard).")] = None,
+) -> None:
+    """Write TensorBoard event files (runs exported before are skipped).
+
+    Each run: its curves per epoch and final metrics. Each sweep, comparison or reproduction:
+    its runs as HParams sessions, the swept keys as hyperparameters."""
+    from circlereg.export import to_tensorboard
+
+    _export(lambda: to_tensorboard(folder, logdir, notice=_notice), view="tensorboard --logdir")
+
+
+@export_app.command("mlflow")
+def export_mlflow(
+    folder: ExportFolder = Path("runs"),
+    experiment: Annotated[str | None, typer.Option(
+        help="MLflow experiment (default: the folder each sweep or run is in, i.e. its sweep "
+             "or config name).")] = None,
+) -> None:
+    """Log runs to MLflow at $MLFLOW_TRACKING_URI (runs logged before are skipped).
+
+    A sweep, comparison or reproduction becomes a parent run with one child per run: its
+    config as params, curves by epoch, final metrics, and its files as artifacts."""
+    from circlereg.export import to_mlflow
+
+    _export(lambda: to_mlflow(folder, experiment, notice=_notice))
+
+
+def _export(export, view: str | None = None) -> None:
+    try:
+        exported = export()
+    except ConfigError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(write_failed(err))
+    except KeyboardInterrupt:
+        fail("interrupted; runs exported so far are kept: export again to add the rest",
+             code=130)
+    typer.echo(f"{exported.new} runs exported, {exported.present} already there: "
+               f"{exported.where}")
+    if view:
+        _notice(f"view them: {view} {exported.where}")
 
 
 @app.command()

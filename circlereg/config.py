@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from circlereg.grammar import parse_value
+from circlereg.grammar import parse_setting, shorten, split_assignment
 
 TARGETS = ("kernel", "bias", "activity")
 KIND_STRENGTHS = {"l1": ("l1",), "l2": ("l2",), "l1_l2": ("l1", "l2")}  # what each kind uses
@@ -117,12 +117,6 @@ def int_in(low: int, high: int) -> Callable[[Any], int]:
         return value
 
     return check
-
-
-def shorten(text: str, limit: int = 40) -> str:
-    """Text for one line of an error: whitespace collapsed, at most `limit` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def quote(value: Any, limit: int = 40) -> str:
@@ -425,15 +419,26 @@ def _check_slots(source: str, list_path: str, items: list[dict]) -> None:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`model.regularizers.0.l1=1e-3` -> (["model", "regularizers", "0", "l1"], 0.001)."""
-    path, sep, value = text.partition("=")
-    if not sep or not path.strip():
-        raise ConfigError("--set", text, "must look like key.path=value")
-    return path.strip().split("."), parse_value(value)
+    """`model.regularizers.0.l1=1e-3` -> (["model", "regularizers", "0", "l1"], 0.001); the
+    value is one YAML flow value (grammar.parse_setting), so `model.hidden=[8,4]` is a list."""
+    try:
+        path, value = split_assignment(text, "key.path=value, e.g. train.epochs=100")
+    except ValueError as err:
+        raise ConfigError("--set", shorten(text), str(err)) from None
+    parts = path.split(".")
+    if not all(parts):
+        raise ConfigError("--set", shorten(path), "a key is names and list indexes joined by "
+                                                  "'.', e.g. model.regularizers.0.l1")
+    try:
+        return parts, parse_setting(value)
+    except ValueError as err:
+        raise ConfigError("--set", shorten(path), str(err)) from None
 
 
 def apply_override(raw: dict, parts: list[str], value: Any, text: str) -> None:
-    """Set one `--set` value in the raw (unresolved) document; list items by index."""
+    """Set one `--set` value in the raw (unresolved) document; list items by index. A key the
+    document leaves out starts from its schema default, so `model.hidden.0=8` indexes the
+    default [500] and `model.dropout.0.rate=0.2` appends to the default []."""
     node: Any = raw
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
@@ -452,8 +457,8 @@ def apply_override(raw: dict, parts: list[str], value: Any, text: str) -> None:
                 node[part] = value
             else:
                 if node.get(part) is None:
-                    listed = any(path.endswith("." + part) for path in LISTS)
-                    node[part] = [] if listed else {}
+                    default = KEYS[where].default if where in KEYS else None
+                    node[part] = copy.deepcopy(default) if isinstance(default, list) else {}
                 node = node[part]
         else:
             raise ConfigError("--set", where, f"cannot set a key inside {node!r}")
@@ -494,8 +499,8 @@ def read_yaml(path: Path, source: str) -> Any:
         raise ConfigError(source, "", f"not readable YAML: {shorten(err, 120)}") from None
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Read, override and validate one YAML config; raise ConfigError naming file and key."""
+def read_document(path: str | Path) -> dict:
+    """A config file's YAML document as written (a mapping, not yet overridden or validated)."""
     path = Path(path)
     source = str(path)
     if not path.exists():
@@ -503,18 +508,34 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict:
     if not path.is_file():
         raise ConfigError(source, "", "not a file; give a YAML config file")
     raw = read_yaml(path, source)
-    raw = {} if raw is None else raw
+    return {} if raw is None else raw
+
+
+def stem_name(path: str | Path) -> str:
+    """The name of a config file that sets none: its stem, kept a safe folder name."""
+    stem = re.sub(r"[^\w.-]", "_", Path(path).stem)[:MAX_NAME]
+    return stem if stem.strip(".") else "config"
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read, override and validate one YAML config; raise ConfigError naming file and key."""
+    return load_document(read_document(path), str(path), overrides, stem_name(path))
+
+
+def load_document(raw: Any, source: str, overrides: list[str] = (),
+                  default_name: str = "config") -> dict:
+    """Override and validate a config document (a file's, or one inline in a sweep spec);
+    `default_name` names the run unless the document sets `name`. `raw` is not changed."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "must be a YAML mapping of sections, "
                                       f"got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
     for text in overrides:
         parts, value = parse_override(text)
         apply_override(raw, parts, value, text)
     config = resolve(raw, source)
-    # The file stem names the run folder unless `name` is set; keep it a safe folder name.
     if config["name"] is None:
-        stem = re.sub(r"[^\w.-]", "_", path.stem)[:MAX_NAME]
-        config["name"] = stem if stem.strip(".") else "config"
+        config["name"] = default_name
     return config
 
 

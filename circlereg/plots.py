@@ -35,8 +35,8 @@ def decision_boundary(predict, split, path: Path, title: str) -> None:
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(split.train_x.dtype)
     prob = predict(grid).reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.4)
+    fig, ax = plt.subplots(figsize=(6.4, 5))
+    filled = ax.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.4)
     ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=1)
     for x, y, style in ((split.train_x, split.train_y, "filled"),
                         (split.test_x, split.test_y, "hollow")):
@@ -45,7 +45,10 @@ def decision_boundary(predict, split, path: Path, title: str) -> None:
             face = color if style == "filled" else "none"
             ax.scatter(x[pick, 0], x[pick, 1], facecolors=face, edgecolors=color, s=25,
                        label=f"{'train' if style == 'filled' else 'test'} class {label}")
+    fig.colorbar(filled, ax=ax, label="predicted probability of class 1 (black line: 0.5)")
     ax.set_title(title)
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
     ax.legend(fontsize=7, loc="upper right")
     ax.set_aspect("equal")
     fig.tight_layout()
@@ -53,37 +56,75 @@ def decision_boundary(predict, split, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _within_unit(mean, low, high) -> list[np.ndarray]:
+    """Error bar lengths below and above `mean` for an interval clipped to [0, 1], the range
+    an accuracy can take (a Student t interval of a few seeds can leave it).
+
+    >>> [e.round(3).tolist() for e in _within_unit([0.98], [0.95], [1.03])]
+    [[0.03], [0.02]]
+    """
+    mean = np.asarray(mean, dtype=float)
+    return [mean - np.clip(low, 0, 1), np.clip(high, 0, 1) - mean]
+
+
+CI_NOTE = "error bars: 95% CI over seeds (Student t), clipped to [0, 1]"
+
+
 def _is_log(values) -> bool:
     values = [v for v in values if v > 0]
     return len(values) > 1 and max(values) / min(values) >= 100
 
 
-def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path) -> None:
+def is_numeric(values) -> bool:
+    """Values a plot can put on an axis or a colour scale: numbers, more than one."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+        and len(set(values)) > 1
+
+
+def short(key: str) -> str:
+    """A swept key as a plot labels it: model.regularizers.0.l1 -> l1."""
+    return key.rsplit(".", 1)[-1]
+
+
+def labelled(params: dict, keys: list[str]) -> str:
+    """Swept values as a plot labels them.
+
+    >>> labelled({"model.regularizers.0.l1": 10 ** -5.5, "config": "baseline"},
+    ...          ["model.regularizers.0.l1", "config"])
+    'l1=3.162e-06, config=baseline'
+    """
+    return ", ".join(f"{short(k)}={params[k]:.4g}" if isinstance(params[k], float)
+                     else f"{short(k)}={params[k]}" for k in keys)
+
+
+def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path,
+                     title: str) -> None:
     """Final train and test accuracy (mean, 95% CI) against one swept key, a line per
     combination of the other swept keys."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in others), []).append(row)
-    for group, members in groups.items():
+    for (group, members), color in zip(groups.items(), plt.get_cmap("tab10").colors):
         members = sorted(members, key=lambda r: r[key])
         x = np.array([r[key] for r in members], dtype=float)
-        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(others, group))
+        label = labelled(dict(zip(others, group)), others)
+        best = int(np.nanargmax([r["test_accuracy_mean"] for r in members]))
         for split, style in (("train", "--"), ("test", "-")):
             mean = np.array([r[f"{split}_accuracy_mean"] for r in members])
-            low = mean - np.array([r[f"{split}_accuracy_ci95_low"] for r in members])
-            high = np.array([r[f"{split}_accuracy_ci95_high"] for r in members]) - mean
-            ax.errorbar(x, mean, yerr=[low, high], linestyle=style, marker="o", capsize=3,
-                        markersize=4, label=f"{split} {label}".strip())
-        best = int(np.nanargmax([r["test_accuracy_mean"] for r in members]))
-        ax.annotate(f"peak {members[best]['test_accuracy_mean']:.3f}",
-                    (x[best], members[best]["test_accuracy_mean"]),
-                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+            err = _within_unit(mean, [r[f"{split}_accuracy_ci95_low"] for r in members],
+                               [r[f"{split}_accuracy_ci95_high"] for r in members])
+            peak = f" (peak {mean[best]:.3f} at {x[best]:.4g})" if split == "test" else ""
+            ax.errorbar(x, mean, yerr=err, linestyle=style, marker="o", capsize=3,
+                        markersize=4, color=color, label=f"{split} {label}{peak}".strip())
+        ax.plot(x[best], members[best]["test_accuracy_mean"], "*", color=color, markersize=14,
+                markeredgecolor="k")
     if _is_log([r[key] for r in rows]):
         ax.set_xscale("log")
     ax.set_xlabel(key)
-    ax.set_ylabel("final accuracy (mean, 95% CI)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("final accuracy (mean over seeds)")
+    ax.set_title(f"{title}: final accuracy against {short(key)}\n({CI_NOTE})", fontsize=10)
+    ax.legend(fontsize=7, title="star: test peak", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -97,50 +138,119 @@ def padded(curves: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def mean_curves(curves: list[tuple[str, list[dict]]], path: Path) -> None:
-    """Mean train (dashed) and test (solid) accuracy per epoch of every grid point."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colors = plt.cm.viridis(np.linspace(0, 0.95, max(len(curves), 1)))
-    for (label, histories), color in zip(curves, colors):
-        for name, style in (("accuracy", "--"), ("val_accuracy", "-")):
-            mean = np.nanmean(padded([h[name] for h in histories]), axis=0)
-            epochs = np.arange(1, len(mean) + 1)
-            ax.plot(epochs, mean, style, color=color, linewidth=1,
-                    label=label if name == "val_accuracy" else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (mean over seeds; dashed train, solid test)")
-    if len(curves) <= 24:
-        ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+def _mean_curve(histories: list[dict], name: str) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.nanmean(padded([h[name] for h in histories]), axis=0)
+    return np.arange(1, len(mean) + 1), mean
+
+
+SPLITS = (("val_accuracy", "test"), ("accuracy", "train"))
+
+
+def mean_curves(points: list[tuple[str, dict, list[dict]]], keys: list[str], path: Path,
+                title: str) -> None:
+    """Mean test and train accuracy per epoch of every grid point, each point given as
+    (label, swept values, histories of its seeds).
+
+    Readable at any grid size: with a numeric swept key, its value is the line's colour (a
+    colour bar, not a legend) and each combination of the other keys gets its own column;
+    without one, up to 10 points share a legend and more get a small panel each."""
+    colour = next((k for k in keys if is_numeric([p[k] for _, p, _ in points])), None)
+    others = [k for k in keys if k != colour]
+    columns: dict[tuple, list] = {}
+    for point in points:
+        columns.setdefault(tuple(point[1][k] for k in others) if colour else (), []).append(
+            point)
+    if len(columns) > 6 or (colour is None and len(points) > 10):
+        _small_multiples(points, path, title)
+        return
+    fig, axes = plt.subplots(2, len(columns), figsize=(3.2 + 3.6 * len(columns), 6.2),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    if colour is not None:
+        values = [p[colour] for _, p, _ in points]
+        norm = (matplotlib.colors.LogNorm if _is_log(values) and min(values) > 0
+                else matplotlib.colors.Normalize)(min(values), max(values))
+        cmap = plt.get_cmap("viridis")
+    for c, (group, members) in enumerate(columns.items()):
+        for i, (label, params, histories) in enumerate(members):
+            color = cmap(norm(params[colour])) if colour else plt.get_cmap("tab10")(i)
+            for row, (name, _) in enumerate(SPLITS):
+                axes[row][c].plot(*_mean_curve(histories, name), color=color, linewidth=1,
+                                  label=label if row == 0 and not colour else None)
+        if group:
+            axes[0][c].set_title(labelled(dict(zip(others, group)), others), fontsize=9)
+    for row, (_, split) in enumerate(SPLITS):
+        axes[row][0].set_ylabel(f"{split} accuracy")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    if colour is not None:
+        fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label=colour)
+    else:
+        axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{title}: accuracy per epoch, mean over each point's seeds")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _small_multiples(points: list[tuple[str, dict, list[dict]]], path: Path,
+                     title: str) -> None:
+    """One small panel per grid point: test (solid) and train (dashed) mean accuracy."""
+    ncols = int(np.ceil(np.sqrt(len(points))))
+    nrows = int(np.ceil(len(points) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 1.9 * nrows + 0.6),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    for ax, (label, _, histories) in zip(axes.ravel(), points):
+        for name, split in SPLITS:
+            ax.plot(*_mean_curve(histories, name), "-" if split == "test" else "--",
+                    color="tab:orange" if split == "test" else "tab:blue", linewidth=1,
+                    label=split)
+        ax.set_title(label, fontsize=7)
+    for ax in axes.ravel()[len(points):]:
+        ax.set_visible(False)
+    axes[0][0].legend(fontsize=7)
+    fig.supxlabel("epoch")
+    fig.supylabel("accuracy")
+    fig.suptitle(f"{title}: accuracy per epoch, mean over each point's seeds")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def model_curves(curves: dict[str, dict], path: Path, subtitle: str) -> None:
     """The study's figures redrawn: train and test accuracy per epoch of each model, mean
-    over seeds with a band of one standard deviation."""
+    over seeds with a band of one standard deviation (clipped to [0, 1])."""
     fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4), sharey=True,
                              squeeze=False)
     for ax, (name, model) in zip(axes[0], curves.items()):
         for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
             mean, std = np.nanmean(model[key], axis=0), np.nanstd(model[key], axis=0)
             epochs = np.arange(1, len(mean) + 1)
-            ax.plot(epochs, mean, label=label)
-            ax.fill_between(epochs, mean - std, mean + std, alpha=0.25)
+            ax.plot(epochs, mean, label=f"{label} mean")
+            ax.fill_between(epochs, *np.clip([mean - std, mean + std], 0, 1), alpha=0.25,
+                            label=f"{label} ±1 sd")
         ax.set_title(f"{name} ({model[key].shape[0]} seeds)")
         ax.set_xlabel("epoch")
-        ax.legend()
+        ax.legend(fontsize=8, loc="lower right")
     axes[0][0].set_ylabel("accuracy")
-    fig.suptitle(subtitle)
+    fig.suptitle(f"Accuracy per epoch, mean over seeds with ±1 sd band (clipped to [0, 1]); "
+                 f"{subtitle}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def final_bars(figures: list[dict], models: list[str], conventions: tuple, path: Path) -> None:
+def _bar_values(ax, x, mean) -> None:
+    """Each bar's mean written at its foot: bars start at 0, so small differences are read
+    from the numbers."""
+    for xi, m in zip(x, mean):
+        if np.isfinite(m):  # a point whose every run diverged has no mean
+            ax.text(xi, 0.02, f"{m:.3f}", ha="center", va="bottom", rotation=90, fontsize=7,
+                    color="white" if m > 0.15 else "black")
+
+
+def final_bars(figures: list[dict], models: list[str], conventions: tuple, path: Path,
+               title: str) -> None:
     """Final train and test accuracy per model and convention: mean with 95% CI error bars,
     the published value as a black tick."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     width = 0.8 / len(conventions)
     for ax, metric in zip(axes, ("train_accuracy", "test_accuracy")):
         for c, convention in enumerate(conventions):
@@ -148,45 +258,53 @@ def final_bars(figures: list[dict], models: list[str], conventions: tuple, path:
                     if r["metric"] == metric and r["convention"] == convention}
             x = np.arange(len(models)) + (c - (len(conventions) - 1) / 2) * width
             mean = np.array([rows[m]["mean"] for m in models])
-            err = [mean - np.array([rows[m]["ci95_low"] for m in models]),
-                   np.array([rows[m]["ci95_high"] for m in models]) - mean]
+            err = _within_unit(mean, [rows[m]["ci95_low"] for m in models],
+                               [rows[m]["ci95_high"] for m in models])
             ax.bar(x, mean, width, yerr=err, capsize=3, label=convention)
+            _bar_values(ax, x, mean)
             for xi, m in zip(x, models):
                 if rows[m]["published"] is not None:
                     ax.hlines(rows[m]["published"] / 100, xi - width / 2, xi + width / 2,
                               colors="k", linewidth=2)
         ax.set_xticks(np.arange(len(models)), models, fontsize=8)
-        ax.set_title(f"final {metric.replace('_', ' ')} (black: published)")
-        ax.set_ylim(0.4, 1.02)
-    axes[0].legend(title="convention", fontsize=8)
+        ax.set_title(f"final {metric.replace('_', ' ')} (black tick: published)", fontsize=10)
+        ax.set_ylim(0, 1.15)
+        ax.set_yticks(np.linspace(0, 1, 6))
+    axes[0].set_ylabel("accuracy (mean over seeds)")
+    axes[0].legend(title="convention", fontsize=7, title_fontsize=7, loc="upper center",
+                   ncol=len(conventions))
+    fig.suptitle(f"{title} ({CI_NOTE})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def technique_bars(rows: list[dict], path: Path) -> None:
+def technique_bars(rows: list[dict], path: Path, title: str) -> None:
     """Final train and test accuracy per compared config (mean, 95% CI), the baseline's test
     mean as a dashed line when a config is named baseline."""
-    labels = [r["config"] + "".join(f" {k.rsplit('.', 1)[-1]}={v}" for k, v in r.items()
+    labels = [r["config"] + "".join(f" {short(k)}={v}" for k, v in r.items()
                                     if k not in ("config", "point", "n", "n_diverged", "n_missing")
                                     and not k.endswith(("_mean", "_std", "_min", "_max",
                                                         "_low", "_high")))
               for r in rows]
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(rows) + 2), 4.8))
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(rows) + 2), 5.2))
     for offset, split in ((-0.2, "train"), (0.2, "test")):
         mean = np.array([r[f"{split}_accuracy_mean"] for r in rows])
-        err = [mean - np.array([r[f"{split}_accuracy_ci95_low"] for r in rows]),
-               np.array([r[f"{split}_accuracy_ci95_high"] for r in rows]) - mean]
+        err = _within_unit(mean, [r[f"{split}_accuracy_ci95_low"] for r in rows],
+                           [r[f"{split}_accuracy_ci95_high"] for r in rows])
         ax.bar(x + offset, mean, 0.4, yerr=err, capsize=3, label=split)
+        _bar_values(ax, x + offset, mean)
     baseline = [r for r in rows if r["config"] == "baseline"]
     if baseline:
         ax.axhline(baseline[0]["test_accuracy_mean"], color="k", linestyle="--", linewidth=1,
-                   label="baseline test")
+                   label="baseline test mean")
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0.4, 1.02)
-    ax.set_ylabel("final accuracy (mean, 95% CI)")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.15)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("final accuracy (mean over seeds)")
+    ax.set_title(f"{title}: final accuracy per config\n({CI_NOTE})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -315,7 +315,8 @@ def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, enviro
     plots.model_curves({name: measured[CHECKED][name]["curves"] for name in spec["models"]},
                        folder / "accuracy_curves.png", f"convention {CHECKED}")
     plots.final_bars(verdict["figures"], list(spec["models"]), CONVENTIONS,
-                     folder / "final_accuracy.png")
+                     folder / "final_accuracy.png",
+                     f"reproduce-{spec['name']}: final accuracy over {spec['seeds']} seeds")
 
 
 def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,

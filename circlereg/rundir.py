@@ -157,7 +157,7 @@ class Writer:
     def __init__(self, outputs):
         self.outputs = outputs
         self._probes: dict[str, ActivationProbe] = {}
-        self._environment: dict | None = None
+        self._convention: str | None = None
 
     def prepare(self, config: dict) -> ActivationProbe:
         """Build what writing this structure needs (its probe model, the plotting and
@@ -169,8 +169,8 @@ class Writer:
         key = structure_key(config)
         if key not in self._probes:
             self._probes[key] = ActivationProbe(config)
-        if self._environment is None:
-            self._environment = environment(installed_convention())
+        if self._convention is None:
+            self._convention = installed_convention()
         return self._probes[key]
 
     def write(self, replica, result, split) -> dict:
@@ -192,7 +192,8 @@ class Writer:
         with atomic_dir(replica.destination) as scratch:
             (scratch / "config.yaml").write_text(dump(config))
             write_history(scratch / "history.csv", result.history)
-            write_json(scratch / "environment.json", self._environment)
+            write_json(scratch / "environment.json", environment(self._convention,
+                                                                 replica.source))
             name = config["name"]
             if self.outputs.figures:
                 evaluated = "test" if split.held_out_x is None else "validation"
@@ -278,9 +279,12 @@ def summarize(result, activations: list[np.ndarray], held_out_accuracy: float | 
     }
 
 
-def environment(convention: str) -> dict:
+def environment(convention: str, config_source: str = "<config>") -> dict:
+    """environment.json: the library versions that decide a run's numbers, and its
+    provenance (the config repository's commit, every installed package, CPU, threads)."""
     import sklearn
 
+    from circlereg import provenance
     from circlereg.backend import keras, tf
 
     return {
@@ -295,6 +299,11 @@ def environment(convention: str) -> dict:
         "note": "keras_activity_penalty: 'sum' when the installed Keras adds an activity "
                 "penalty summed over the batch, 'mean' when it divides by the batch size; "
                 "circlereg compensates so each regularizer's batch_reduction holds",
+        "config_source": config_source,
+        "git": provenance.repository(config_source),
+        "cpu": provenance.cpu_model(),
+        "threads": provenance.threads(),
+        "packages": provenance.packages(),
     }
 
 

@@ -5,6 +5,9 @@ one model shape trained together in one compiled graph, then summaries and plots
         sweep.yaml  summary.csv  summary.json  accuracy_vs_<key>.png  curves.png
         p000/seed_1/ ...   (each sub-run holds the files of a run)
 
+sweep.yaml is the sweep as a spec file (spec.py): `circlereg sweep --spec` on it trains the same
+sweep again.
+
 The sweep builds a plan (every point x seed not yet on disk) for `executor.execute`. Sub-runs
 are written atomically as their batch finishes, and the summary is written (by rename) at the
 end or on interruption, so an interrupted sweep keeps every finished sub-run and never a torn
@@ -18,27 +21,25 @@ import itertools
 import json
 import math
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from circlereg.config import (
     MAX_SEED,
     ConfigError,
     check_value,
     config_hash,
-    load,
+    load_document,
     quote,
     with_seed,
 )
-from circlereg.grammar import parse_value, split_top_level
+from circlereg.grammar import format_value
 from circlereg.rundir import utc_stamp
+from circlereg.spec import Base, SweepSpec, axis_values, split_axis
 
-GRID_FUNCTION = re.compile(r"^(range|logspace|linspace)\((.*)\)$")
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
 SUMMARY_FIXED = ("point", "n", "n_diverged", "n_missing")  # besides params and statistics
 MAX_REPEATS = 100_000
@@ -61,63 +62,34 @@ class Point:
 
 
 def parse_axis(text: str) -> tuple[str, list]:
-    """`key=v1,v2`, `key=range(a,b[,step])`, `key=logspace(a,b,n)`, `key=linspace(a,b,n)`.
+    """`key=values`: the values in grammar.parse_axis_values' forms (a list, choice, range,
+    logspace, linspace); a ConfigError naming the axis and the forms allowed otherwise.
 
     >>> parse_axis("model.regularizers.0.l1=logspace(-6,-4,3)")
     ('model.regularizers.0.l1', [1e-06, 1e-05, 0.0001])
-    >>> parse_axis("train.epochs=range(100,400,100)")
-    ('train.epochs', [100, 200, 300])
+    >>> parse_axis("model.hidden=[8,4],[16]")
+    ('model.hidden', [[8, 4], [16]])
     """
-    key, sep, spec = text.partition("=")
-    key, spec = key.strip(), spec.strip()
-    if not sep or not key:
-        raise ConfigError("sweep", text, "must look like key.path=v1,v2,... or "
-                                         "key.path=range(a,b[,step]) / logspace(a,b,n) / "
-                                         "linspace(a,b,n)")
-    match = GRID_FUNCTION.match(spec)
-    try:
-        if match:
-            function, args = match.group(1), [float(a) for a in match.group(2).split(",")]
-            values = _grid(function, args)
-        else:
-            values = [parse_value(v) for v in split_top_level(spec)]
-    except ValueError as err:
-        raise ConfigError("sweep", key, f"cannot parse {spec!r}: {err}") from None
-    if not values or any(v is None or v == "" for v in values):
-        raise ConfigError("sweep", key, f"needs a non-empty list of values, got {spec!r}")
-    return key, values
+    key, values = split_axis(text)
+    return key, axis_values(key, values)
 
 
-def _grid(function: str, args: list[float]) -> list:
-    if function == "range":
-        if len(args) not in (2, 3) or not all(a.is_integer() for a in args):
-            raise ValueError("range takes 2 or 3 integers: range(start, stop[, step])")
-        return list(range(*(int(a) for a in args)))
-    if len(args) != 3 or not args[2].is_integer() or args[2] < 1:
-        raise ValueError(f"{function} takes (start, stop, n) with an integer n >= 1")
-    values = (np.logspace if function == "logspace" else np.linspace)(args[0], args[1],
-                                                                      int(args[2]))
-    return [float(f"{v:.12g}") for v in values]  # 1e-06, not 9.999999999999999e-07
-
-
-def expand(config_paths: list[Path], overrides: list[str],
+def expand(bases: list[Base | Path], overrides: list[str],
            axes: list[tuple[str, list]]) -> list[Point]:
-    """Every grid point of every config, each validated as its own config before anything
-    trains. With several configs, each point's params start with `config` (its name)."""
+    """Every grid point of every base config (a Base, or a config file's path), each
+    validated as its own config before anything trains. With several configs, each point's
+    params start with `config` (its name)."""
+    bases = [base if isinstance(base, Base) else Base.read(base) for base in bases]
     points = []
-    for config_path in config_paths:
+    for base in bases:
         for combo in itertools.product(*(values for _, values in axes)):
             params = {key: value for (key, _), value in zip(axes, combo)}
-            sets = [*overrides, *(f"{key}={_yaml_scalar(value)}" for key, value in params.items())]
-            config = load(config_path, sets)
-            if len(config_paths) > 1:
+            sets = [*overrides, *(f"{key}={format_value(value)}" for key, value in params.items())]
+            config = load_document(base.raw, base.source, sets, base.default_name)
+            if len(bases) > 1:
                 params = {"config": config["name"], **params}
-            points.append(Point(len(points), params, config, str(config_path)))
+            points.append(Point(len(points), params, config, base.source))
     return points
-
-
-def _yaml_scalar(value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
 
 
 def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]:
@@ -145,7 +117,7 @@ def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]
     return list(range(base, base + repeats))
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     scratch = path.with_name(f".{path.name}.tmp")
     scratch.write_text(text)
     os.replace(scratch, path)
@@ -198,8 +170,8 @@ def difference(old: dict, new: dict) -> str:
     if len(old_points) != len(new_points):
         return f"{len(old_points)} grid points, now {len(new_points)}"
     for before, after in zip(old_points, new_points):
-        flat_before = _flatten({"seeds": before.get("seeds"), **before.get("config", {})})
-        flat_after = _flatten({"seeds": after["seeds"], **after["config"]})
+        flat_before = flatten({"seeds": before.get("seeds"), **before.get("config", {})})
+        flat_after = flatten({"seeds": after["seeds"], **after["config"]})
         for key in sorted(set(flat_before) | set(flat_after)):
             if flat_before.get(key) != flat_after.get(key):
                 return (f"{after['point']} {key}: {quote(flat_before.get(key))} -> "
@@ -207,51 +179,49 @@ def difference(old: dict, new: dict) -> str:
     return "the same configs, hashed differently"
 
 
-def _flatten(value, prefix: str = "") -> dict:
+def flatten(value, prefix: str = "") -> dict:
     if isinstance(value, dict):
         return {k: v for key, item in value.items()
-                for k, v in _flatten(item, f"{prefix}{key}.").items()}
+                for k, v in flatten(item, f"{prefix}{key}.").items()}
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return {k: v for i, item in enumerate(value)
-                for k, v in _flatten(item, f"{prefix}{i}.").items()}
+                for k, v in flatten(item, f"{prefix}{i}.").items()}
     return {prefix.rstrip("."): value}
 
 
-def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[str],
-              repeats: int | None, seeds: str | None, runs_dir: Path, *,
-              name: str | None = None, resume: bool = False, figures: bool = True,
+def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures: bool = True,
               executor=None, progress=None, notice: Callable[[str], None] | None = None,
               on_plan: Callable[[int], None] | None = None) -> tuple[Path, list[dict]]:
-    """Train every grid point (of every config) and seed; returns (sweep folder, rows).
+    """Train every grid point (of every base config) and seed; returns (sweep folder, rows).
 
-    Each point trains with `--seeds`, or `--repeats` seeds from its own train.seed (swept or
-    not), or its train.seed alone. `on_plan(replica_epochs)` is told the work left to do."""
+    Each point trains with the spec's seeds, or `repeats` seeds from its own train.seed
+    (swept or not), or its train.seed alone. `on_plan(replica_epochs)` is told the work left
+    to do."""
     from circlereg import rundir
     from circlereg.executor import execute
     from circlereg.plan import Outputs, Plan, Replica
 
     notice = notice or (lambda message: None)
-    config_paths = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
-    parsed = [parse_axis(text) for text in axes]
+    parsed = [(key, axis_values(key, values)) for key, values in spec.axes]
     keys = [key for key, _ in parsed]
     if len(set(keys)) != len(keys):
         raise ConfigError("sweep", keys[0], "each key may be swept once")
-    size = len(config_paths) * math.prod(len(values) for _, values in parsed)
+    size = len(spec.bases) * math.prod(len(values) for _, values in parsed)
     if size > MAX_POINTS:  # before validating each point, which takes time and memory
         raise ConfigError("sweep", "", f"{size} grid points; at most {MAX_POINTS}")
     points = [Point(p.index, p.params, p.config, p.source,
-                    tuple(choose_seeds(p.config["train"]["seed"], repeats, seeds)))
-              for p in expand(config_paths, overrides, parsed)]
+                    tuple(choose_seeds(p.config["train"]["seed"], spec.repeats,
+                                       spec.seeds_text())))
+              for p in expand(spec.bases, spec.overrides, parsed)]
     runs = sum(len(p.seeds) for p in points)
     if runs > MAX_RUNS:
         raise ConfigError("sweep", "", f"{runs} runs; at most {MAX_RUNS}")
     keys = list(points[0].params)  # `config` first when several configs are compared
     base = points[0].config
-    name = name or (f"{base['name']}-sweep" if len(config_paths) == 1 else "compare")
+    name = spec.name or (f"{base['name']}-sweep" if len(spec.bases) == 1 else "compare")
     check_value("--name", "", "name", name)
-    spec = {"config": [str(p) for p in config_paths] if len(config_paths) > 1
-            else str(config_paths[0]), "set": list(overrides), "axes": list(axes),
-            "name": name}
+    grid = [{"point": p.folder, **p.params, "seeds": list(p.seeds)} for p in points]
+    _check_points(spec, grid)
     # The folder is named by what it trains, not by the paths that described it.
     what = identity(points)
     folder = sweep_folder(runs_dir, name, what, resume, notice)
@@ -268,10 +238,8 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
     plan.check()
     with rundir.locked(folder):
         if not (folder / IDENTITY).is_file():
-            _atomic_write(folder / IDENTITY, json.dumps(what, indent=1) + "\n")
-        _atomic_write(folder / "sweep.yaml", yaml.safe_dump(
-            {**spec, "points": [{"point": p.folder, **p.params, "seeds": list(p.seeds)}
-                                for p in points]}, sort_keys=False))
+            atomic_write(folder / IDENTITY, json.dumps(what, indent=1) + "\n")
+        atomic_write(folder / "sweep.yaml", spec.document(name, grid))
         if on_plan is not None:
             on_plan(plan.epochs())
         trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading
@@ -287,6 +255,25 @@ def run_sweep(config_paths: Path | list[Path], axes: list[str], overrides: list[
         notice(f"warning: {diverged} of {len(replicas)} runs diverged (training loss not "
                "finite); they are counted in n_diverged and left out of the statistics")
     return folder, rows
+
+
+def _check_points(spec: SweepSpec, grid: list[dict]) -> None:
+    """A spec read from a sweep folder lists the points its axes gave: refuse to run when
+    the two disagree (someone edited one of them), naming the first difference."""
+    if spec.points is None or spec.points == grid:
+        return
+    if len(spec.points) != len(grid):
+        found = f"lists {len(spec.points)} points but config, axes and seeds give {len(grid)}"
+    else:
+        listed, given = next((a, b) for a, b in zip(spec.points, grid) if a != b)
+        found = (f"{given['point']} is listed as {quote(_without_point(listed), 80)} but "
+                 f"config, axes and seeds give {quote(_without_point(given), 80)}")
+    raise ConfigError(spec.source, "points", f"{found}; points records what a sweep trained: "
+                                             "delete it to run the spec as it is now")
+
+
+def _without_point(entry) -> dict | object:
+    return {k: v for k, v in entry.items() if k != "point"} if isinstance(entry, dict) else entry
 
 
 def statistics(values: list[float]) -> dict:
@@ -340,8 +327,8 @@ def write_summary(folder: Path, points: list[Point]) -> list[dict]:
     buffer = [",".join(columns)]
     for row in rows:
         buffer.append(",".join(_cell(row[c]) for c in columns))
-    _atomic_write(folder / "summary.csv", "\n".join(buffer) + "\n")
-    _atomic_write(folder / "summary.json", json.dumps(strict({
+    atomic_write(folder / "summary.csv", "\n".join(buffer) + "\n")
+    atomic_write(folder / "summary.json", json.dumps(strict({
         "status": "incomplete" if missing else "complete", "runs_planned": planned,
         "runs_finished": planned - missing, "points": rows}), indent=2) + "\n")
     return rows
@@ -361,23 +348,23 @@ def read_summary(path: Path) -> list[dict]:
 
 def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[dict],
                trained: dict[Path, dict] | None = None) -> None:
-    """The sweep's plots; `trained` holds histories already in memory, by sub-run folder."""
+    """The sweep's plots, titled with its name; `trained` holds histories already in memory,
+    by sub-run folder."""
     from circlereg import plots
     from circlereg.rundir import read_history
 
+    title = folder.parent.name
     if "config" in keys:
-        plots.technique_bars(rows, folder / "test_accuracy_by_config.png")
+        plots.technique_bars(rows, folder / "test_accuracy_by_config.png", title)
     for key in keys:
-        values = [p.params[key] for p in points]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
-                and len(set(values)) > 1:
+        if plots.is_numeric([p.params[key] for p in points]):
             plots.accuracy_against(rows, key, [k for k in keys if k != key],
-                                   folder / f"accuracy_vs_{key}.png")
+                                   folder / f"accuracy_vs_{key}.png", title)
     curves = []
     for point in points:
         histories = [(trained or {}).get(run) or read_history(run / "history.csv")
                      for _, run in point.runs(folder) if (run / "history.csv").is_file()]
         if histories:
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={point.params[k]}" for k in keys)
-            curves.append((label or point.folder, histories))
-    plots.mean_curves(curves, folder / "curves.png")
+            label = plots.labelled(point.params, keys)
+            curves.append((label or point.folder, point.params, histories))
+    plots.mean_curves(curves, keys, folder / "curves.png", title)

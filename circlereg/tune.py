@@ -30,15 +30,20 @@ import numpy as np
 import yaml
 
 from circlereg.config import ConfigError, dump, load, quote, with_seed
-from circlereg.grammar import parse_call, parse_value, split_top_level
+from circlereg.grammar import (
+    GRID_FUNCTIONS,
+    format_value,
+    parse_axis_values,
+    parse_call,
+    parse_value,
+)
 from circlereg.sweep import (
     IDENTITY,
     MAX_RUNS,
     STATISTICS,
     Point,
-    _atomic_write,
     _cell,
-    _yaml_scalar,
+    atomic_write,
     choose_seeds,
     summarize_point,
     sweep_folder,
@@ -50,8 +55,11 @@ SAMPLERS = ("tpe", "random", "grid")
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize",
               "test_accuracy": "maximize", "test_loss": "minimize",
               "train_accuracy": "maximize", "train_loss": "minimize", "gap": "minimize"}
-DISTRIBUTIONS = ("uniform(a,b), loguniform(a,b), interval(a,b), int(a,b), intlog(a,b), "
-                 "range(a,b[,step]), choice(v1,v2,...), or one fixed value")
+SAMPLED = ("uniform", "interval", "loguniform", "int", "intlog")  # what Optuna draws from
+DISTRIBUTIONS = ("uniform(a,b), loguniform(a,b), interval(a,b), int(a,b), intlog(a,b), or "
+                 "what a sweep axis lists: v1,v2,... | choice(v1,v2,...) | "
+                 "range([start,]stop[,step]) | logspace(a,b,n) | linspace(a,b,n); or one "
+                 "fixed value")
 MAX_TRIALS = 10_000
 MIN_FOR_IMPORTANCE = 8  # completed trials before parameter importances mean anything
 # A batch holds at least this many rounds of lanes for every worker, so the workers stay busy
@@ -93,7 +101,7 @@ step=None, values=())
     def text(self) -> str:
         """Canonical spelling, e.g. `loguniform(1e-06, 0.01)` (part of a tune's identity)."""
         if self.kind == "choice":
-            return f"choice({', '.join(_yaml_scalar(v) for v in self.values)})"
+            return f"choice({', '.join(format_value(v) for v in self.values)})"
         name = ("log" if self.log else "") + ("uniform" if self.kind == "float" else "int")
         step = f", step={self.step}" if self.step not in (None, 1) else ""
         return f"{name}({self.low:g}, {self.high:g}{step})"
@@ -101,7 +109,7 @@ step=None, values=())
     def choices(self) -> list:
         """What Optuna stores for each choice: scalars as they are, lists and mappings as
         their YAML text (Optuna's categorical values must be scalars)."""
-        return [v if v is None or isinstance(v, (bool, int, float, str)) else _yaml_scalar(v)
+        return [v if v is None or isinstance(v, (bool, int, float, str)) else format_value(v)
                 for v in self.values]
 
     def draw(self, trial):
@@ -136,8 +144,10 @@ step=None, values=())
 
 
 def parse_dimension(text: str) -> Dimension | str:
-    """`key=distribution(...)` -> a Dimension; `key=value` -> the override `key=value`
-    (fixed); `key=v1,v2,...` -> a choice (as in sweep axes and Hydra)."""
+    """`key=distribution(a,b)` -> a Dimension Optuna draws from; what a sweep axis lists
+    (`v1,v2`, `choice(...)`, `range(...)`, `logspace(...)`, ...) -> a choice among those
+    values (a whole-number `range` -> integers with its step); one value -> the override
+    `key=value`, fixed."""
     key, sep, spec = text.partition("=")
     key, spec = key.strip(), spec.strip()
     if not sep or not key or not spec:
@@ -146,21 +156,24 @@ def parse_dimension(text: str) -> Dimension | str:
     if key == "train.seed":
         raise ConfigError("tune", key, "the seeds are set with --seed, --repeats or --seeds, "
                                        "every trial over the same ones; not searched")
+    call = parse_call(spec)
+    name = call[0] if call else None
+    if name is not None and name not in SAMPLED + GRID_FUNCTIONS:
+        raise ConfigError("tune", key, f"unknown distribution {quote(name)}; allowed: "
+                                       f"{DISTRIBUTIONS}")
     try:
-        call = parse_call(spec)
-        if call is None:
-            values = [parse_value(v) for v in split_top_level(spec)]
-            return f"{key}={spec}" if len(values) == 1 else _choice(key, values)
-        name, arguments = call
-        if name == "choice":
-            return _choice(key, [parse_value(a) for a in arguments])
-        if name in ("uniform", "interval", "loguniform", "int", "intlog", "range"):
-            return _interval(key, name, [_number(a) for a in arguments])
+        if name in SAMPLED:
+            return _interval(key, name, [_number(a) for a in call[1]])
+        values = parse_axis_values(spec)
+        if call is None and len(values) == 1:
+            return f"{key}={spec}"
+        if name == "range" and all(isinstance(v, int) for v in values):
+            step = values[1] - values[0] if len(values) > 1 else 1
+            low, high = min(values), max(values)
+            return Dimension(key, "int", low, high, step=abs(step))
+        return _choice(key, values)
     except ValueError as err:
-        raise ConfigError("tune", key, f"cannot parse {quote(spec)}: {err}; allowed: "
-                                       f"{DISTRIBUTIONS}") from None
-    raise ConfigError("tune", key, f"unknown distribution {quote(name)}; allowed: "
-                                   f"{DISTRIBUTIONS}")
+        raise ConfigError("tune", key, f"cannot parse {quote(spec)}: {err}") from None
 
 
 def _number(text: str) -> float:
@@ -171,24 +184,12 @@ def _number(text: str) -> float:
 
 
 def _choice(key: str, values: list) -> Dimension:
-    texts = [_yaml_scalar(v) for v in values]
-    if not values or "" in values or None in values:
-        raise ValueError("choice needs one or more values")
-    if len(set(texts)) != len(texts):
+    if len({format_value(v) for v in values}) != len(values):
         raise ValueError("choice values must differ")
     return Dimension(key, "choice", values=tuple(values))
 
 
 def _interval(key: str, name: str, args: list[float]) -> Dimension:
-    if name == "range":
-        if len(args) not in (2, 3) or not all(a.is_integer() for a in args) \
-                or (len(args) == 3 and args[2] < 1):
-            raise ValueError("range takes integers (start, stop[, step >= 1]), stop excluded")
-        start, stop, step = int(args[0]), int(args[1]), int(args[2]) if len(args) == 3 else 1
-        if stop <= start:
-            raise ValueError("range needs start < stop")
-        return Dimension(key, "int", start, start + (stop - 1 - start) // step * step,
-                         step=step)
     if len(args) != 2 or args[0] >= args[1]:
         raise ValueError(f"{name} takes two numbers (low, high) with low < high")
     low, high = args
@@ -401,13 +402,13 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
             "batch": batch, "name": name}
     try:
         with rundir.locked(folder):
-            _atomic_write(folder / "tune.yaml", yaml.safe_dump(spec, sort_keys=False))
+            atomic_write(folder / "tune.yaml", yaml.safe_dump(spec, sort_keys=False))
             study = optuna.create_study(
                 storage=study_storage(optuna, folder / "study.db"), study_name=STUDY,
                 sampler=_sampler(optuna, search), direction=search.direction,
                 load_if_exists=True)
             numbers = max(trials, len(study.trials))  # trial numbers are 0, 1, 2, ...
-            _atomic_write(folder / IDENTITY, json.dumps({**search.identity(), "runs": [
+            atomic_write(folder / IDENTITY, json.dumps({**search.identity(), "runs": [
                 f"{trial_folder(n)}/seed_{s}" for n in range(numbers) for s in search.seeds]},
                 indent=1) + "\n")
             timer = Timer()
@@ -507,7 +508,7 @@ def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch:
 
 def resolved(config_path: Path, sets: list[str], params: dict) -> dict:
     """The config a trial trains: the base with `sets`, then its drawn values."""
-    return load(config_path, [*sets, *(f"{k}={_yaml_scalar(v)}" for k, v in params.items())])
+    return load(config_path, [*sets, *(f"{k}={format_value(v)}" for k, v in params.items())])
 
 
 def check_corners(config_path: Path, sets: list[str], dimensions: list[Dimension]) -> None:
@@ -594,9 +595,9 @@ def write_trials(folder: Path, study, search: Search) -> list[dict]:
     lines = [",".join(columns)]
     for row in rows:
         lines.append(",".join("" if row[c] is None else _cell(
-            row[c] if isinstance(row[c], (int, float, str)) else _yaml_scalar(row[c]))
+            row[c] if isinstance(row[c], (int, float, str)) else format_value(row[c]))
             for c in columns))
-    _atomic_write(folder / "trials.csv", "\n".join(lines) + "\n")
+    atomic_write(folder / "trials.csv", "\n".join(lines) + "\n")
     return rows
 
 
@@ -637,7 +638,7 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, w
             f"{best_trial.value:.6g} (mean over seeds {', '.join(map(str, spec['seeds']))}).\n"
             f"# Train it again with: circlereg run best.yaml --seeds ...\n" + dump(config))
         lines += ["", f"## Best trial: {best['trial']}", "",
-                  *(f"- `{k}` = {_yaml_scalar(v)}" for k, v in params.items()),
+                  *(f"- `{k}` = {format_value(v)}" for k, v in params.items()),
                   f"- {objective}: {best_trial.value:.4f} (on {where.split(' (')[0]})",
                   f"- train accuracy: {best['train_accuracy_mean']:.4f}"]
         if on_test:
@@ -651,7 +652,7 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, w
     lines += ["", "Every trial: `trials.csv`; its runs: `tNNNN/seed_N/`; the study: "
                   "`study.db` (Optuna, SQLite)."]
     report = "\n".join(lines) + "\n"
-    _atomic_write(folder / "tune.md", report)
+    atomic_write(folder / "tune.md", report)
     return Tune(folder, rows, report, best, objective, sampler_seconds)
 
 
@@ -675,7 +676,7 @@ def _table(rows: list[dict], dimensions: list[Dimension], objective: str, spec: 
 
 
 def _short(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else _yaml_scalar(value)
+    return f"{value:.3g}" if isinstance(value, float) else format_value(value)
 
 
 def _plot(folder: Path, study, dimensions: list[Dimension], result: Tune) -> None:
@@ -708,4 +709,4 @@ def _plot(folder: Path, study, dimensions: list[Dimension], result: Tune) -> Non
     if skipped:
         note = f"Not drawn: {', '.join(skipped)}.\n"
         result.report += note
-        _atomic_write(folder / "tune.md", result.report)
+        atomic_write(folder / "tune.md", result.report)

@@ -139,4 +139,5 @@ def test_custom_penalties_on_every_target_run_sweep_and_reload(tmp_path, monkeyp
                                  "--repeats", "2", "--quiet", "--no-run-figures",
                                  "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "n=2" in result.output
+    header, row = result.stdout.splitlines()[:2]  # the table: point, n, train, test
+    assert dict(zip(header.split()[:2], row.split()[:2])) == {"point": "p000", "n": "2"}
