@@ -1,6 +1,6 @@
 # Two set-up commands: `make run` (the main job) and `make test` (the whole suite).
 # `make run` installs only what running needs; `make test` adds the extras below.
-TEST_EXTRAS := dev,ray,tensorboard,mlflow
+TEST_EXTRAS := dev,ray,tensorboard,mlflow,tune
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
