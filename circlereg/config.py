@@ -192,6 +192,9 @@ class Key:
     default: Any
     check: Callable[[Any], Any]
     help: str
+    # Left out of a resolved config while at its default: a key added after runs were made,
+    # so every earlier config resolves, hashes and writes config.yaml exactly as before.
+    implicit: bool = False
 
 
 # `[]` in a path marks a key of each item of the regularizers list.
@@ -207,7 +210,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("data.n_validation", 0, int_in(0, MAX_SAMPLES),
         "points drawn as a validation set (validation_data) from the same circles with a "
         "random stream of their own; the test points are then held out. 0: the test points "
-        "are the validation data, as in the study"),
+        "are the validation data, as in the study (and the key is left out of config.yaml)",
+        implicit=True),
     Key("model.hidden", [500], widths, "hidden layer widths, one Dense layer each"),
     Key("model.activation", "relu", one_of(*ACTIVATIONS), "hidden layer activation"),
     Key("model.regularizers", [], None, "list of penalties, each with the keys below"),
@@ -283,11 +287,17 @@ def defaults() -> dict:
     """The resolved config of an empty YAML file: the study's overfit baseline."""
     config: dict = {"name": None}
     for key in SCHEMA:
-        if "[]" in key.path or key.path == "name":
+        if "[]" in key.path or key.path == "name" or key.implicit:
             continue
         section, field = key.path.split(".")
         config.setdefault(section, {})[field] = copy.deepcopy(key.default)
     return config
+
+
+def setting(config: dict, path: str) -> Any:
+    """A `section.field` key's value, its default when the config leaves it out (implicit)."""
+    section, field = path.split(".")
+    return config[section].get(field, KEYS[path].default)
 
 
 def _unknown(source: str, where: str, key: str, known: list[str]) -> ConfigError:
@@ -396,6 +406,10 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
                           f"remains, got {data['n_train']}")
     if data["factor"] >= 1:
         raise ConfigError(source, "data.factor", f"must be < 1, got {data['factor']:g}")
+    for key in SCHEMA:
+        section, _, field = key.path.partition(".")
+        if key.implicit and config[section].get(field) == key.default:
+            del config[section][field]
     return config
 
 

@@ -38,8 +38,7 @@ class Split:
 def load_split(data: dict) -> Split:
     """The `data` section of a resolved config -> train/test arrays (float32, y as a column).
 
-    >>> data = {"n_samples": 100, "noise": 0.1, "factor": 0.8, "seed": 1, "n_train": 30,
-    ...         "n_validation": 0}
+    >>> data = {"n_samples": 100, "noise": 0.1, "factor": 0.8, "seed": 1, "n_train": 30}
     >>> split = load_split(data)
     >>> split.train_x.shape, split.test_x.shape, int(split.train_y.sum()), split.held_out_x
     ((30, 2), (70, 2), 16, None)
@@ -47,14 +46,17 @@ def load_split(data: dict) -> Split:
     >>> apart.test_x.shape, bool((apart.held_out_x == split.test_x).all())
     ((40, 2), True)
     """
+    from circlereg.config import setting
+
     x, y = _circles(data["n_samples"], data, data["seed"])
     n = data["n_train"]
-    if not data["n_validation"]:
+    n_validation = setting({"data": data}, "data.n_validation")  # absent: the default, 0
+    if not n_validation:
         return Split(x[:n], y[:n], x[n:], y[n:])
     # A stream of its own, derived from data.seed: make_circles with data.seed itself would
     # repeat the noise draws of the train and test points.
     stream = int(np.random.SeedSequence([data["seed"], VALIDATION_STREAM]).generate_state(1)[0])
-    val_x, val_y = _circles(data["n_validation"], data, stream)
+    val_x, val_y = _circles(n_validation, data, stream)
     return Split(x[:n], y[:n], val_x, val_y, held_out_x=x[n:], held_out_y=y[n:])
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from circlereg.config import ConfigError, dump, load, quote, with_seed
+from circlereg.config import ConfigError, dump, load, quote, setting, with_seed
 from circlereg.grammar import (
     GRID_FUNCTIONS,
     format_value,
@@ -231,10 +231,11 @@ def measured_on(objective: str, config: dict) -> tuple[str, bool]:
     """
     data = config["data"]
     n_test = data["n_samples"] - data["n_train"]
+    n_validation = setting(config, "data.n_validation")
     if objective.startswith("train_"):
         return f"the {data['n_train']} training points", False
-    if objective.startswith("val_") and data["n_validation"]:
-        return (f"the {data['n_validation']} validation points (data.n_validation), drawn "
+    if objective.startswith("val_") and n_validation:
+        return (f"the {n_validation} validation points (data.n_validation), drawn "
                 "apart from the training and test points", False)
     if objective.startswith("val_"):
         return (f"the {n_test} test points (data.n_validation is 0, so they are the "
@@ -255,7 +256,7 @@ def check_objective(objective: str, direction: str | None, config: dict) -> str:
     if objective not in OBJECTIVES:
         raise ConfigError("--objective", "", f"must be one of {', '.join(OBJECTIVES)}; got "
                                              f"{quote(objective)}")
-    if objective == "test_loss" and config["data"]["n_validation"]:
+    if objective == "test_loss" and setting(config, "data.n_validation"):
         raise ConfigError("--objective", "", "test_loss is not measured on held-out test "
                                              "points (only test_accuracy is); use val_loss")
     direction = direction or OBJECTIVES[objective]

@@ -53,8 +53,7 @@ def test_empty_config_is_the_study_baseline():
     config = resolve({})
     assert config == {
         "name": None,
-        "data": {"n_samples": 100, "noise": 0.1, "factor": 0.8, "seed": 1, "n_train": 30,
-                 "n_validation": 0},
+        "data": {"n_samples": 100, "noise": 0.1, "factor": 0.8, "seed": 1, "n_train": 30},
         "model": {"hidden": [500], "activation": "relu", "regularizers": [], "dropout": [],
                   "batch_norm": [], "noise": [], "max_norm": []},
         "train": {

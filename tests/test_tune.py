@@ -272,3 +272,15 @@ def test_validation_split_leaves_training_alone_and_holds_the_test_points_out(tm
     curves = [read_history(runs[n] / "history.csv") for n in (0, 20)]
     assert (curves[0]["loss"] == curves[1]["loss"]).all()
     assert not (curves[0]["val_loss"] == curves[1]["val_loss"]).all()
+
+
+def test_without_a_validation_split_every_config_resolves_as_before():
+    """data.n_validation at its default is left out: configs, hashes and config.yaml files
+    of every earlier run stay the same."""
+    from circlereg.config import config_hash, resolve
+
+    plain = resolve({})
+    assert "n_validation" not in plain["data"]
+    assert resolve({"data": {"n_validation": 0}}) == plain
+    assert config_hash(plain) == "07e51508"  # the hash before the key existed (main a685699)
+    assert resolve({"data": {"n_validation": 30}})["data"]["n_validation"] == 30
