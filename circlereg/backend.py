@@ -83,6 +83,7 @@ def quiet_stderr():
 # each process works in a private folder of links to the shared entries, and moves its
 # new entries in whole (`publish_compiled`).
 CACHE_ENV = "CIRCLEREG_COMPILE_CACHE"  # 0/off/false/no: compile every time
+STAGE_ENV = "CIRCLEREG_XLA_STAGE"
 CACHE_LIMIT = 512 * 2**20  # bytes kept; the oldest entries go first
 _stage: list[Path] = []  # [shared folder, this process's folder] when the cache is on
 
@@ -125,9 +126,14 @@ def _build_key() -> str:
 
 
 def _start_cache() -> None:
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    inherited = os.environ.pop(STAGE_ENV, None)  # a parent circlereg's private folder
+    if inherited:
+        flags = flags.replace(f"--tf_xla_persistent_cache_directory={inherited}", "").strip()
+        os.environ["TF_XLA_FLAGS"] = flags
     if os.environ.get(CACHE_ENV, "1").strip().lower() in ("0", "off", "false", "no"):
         return
-    if "tf_xla_persistent_cache_directory" in os.environ.get("TF_XLA_FLAGS", ""):
+    if "tf_xla_persistent_cache_directory" in flags:
         return  # the user's own XLA cache setting wins
     try:
         root = cache_root() / "xla"
@@ -140,8 +146,8 @@ def _start_cache() -> None:
     except (OSError, RuntimeError):  # no home folder, read-only, no hard links: no cache
         return
     _stage[:] = [shared, stage]
-    flags = os.environ.get("TF_XLA_FLAGS", "")
     os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={stage}".strip()
+    os.environ[STAGE_ENV] = str(stage)  # so a child process sets up its own
     atexit.register(_end_cache)
 
 
