@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from circlereg.plan import Plan, Replica
@@ -255,7 +256,9 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list
     own = executor is None
     executor = executor or Executor()
     written: dict[int, Written] = {}
-    writer = Writer(plan.outputs)
+    figures = (figure_pool() if plan.outputs.figures and len(plan.replicas) > 1
+               and _spawn_is_safe() else None)
+    writer = Writer(plan.outputs, figures)
     try:
         # One writer thread: a batch's run directories are written while later batches
         # train, and an interrupted plan still finishes writing what it had trained.
@@ -280,6 +283,39 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list
             for future in futures:
                 future.result()
     finally:
+        if figures is not None:
+            figures.shutdown(cancel_futures=True)
         if own:
             executor.close()
     return [written[i] for i in range(len(plan.replicas))]
+
+
+def figure_pool() -> ProcessPoolExecutor:
+    """A process that draws run figures beside the writer thread: matplotlib holds the GIL
+    for the ~0.2 s of a run's two curve figures, as long as the rest of its run directory
+    takes. Started afresh (spawn: no TensorFlow, no threads inherited); Ctrl-C is left to
+    this process, which finishes writing what it had trained."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_figure_worker)
+
+
+def _spawn_is_safe() -> bool:
+    """Whether a spawned process may import this program's __main__: it does unless the
+    program ran as a module (python -m circlereg.cli, pytest) or from the interpreter, and a
+    script without an `if __name__ == "__main__":` guard would then run again in it. The
+    circlereg console script has the guard; other scripts draw in the writer thread."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return getattr(main, "__spec__", None) is not None or path is None or \
+        os.path.basename(path) == "circlereg"
+
+
+def _figure_worker() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from circlereg import plots  # noqa: F401  (matplotlib loads while training runs)

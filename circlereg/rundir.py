@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import sys
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,8 +154,11 @@ class Writer:
     """Writes trained replicas' run directories. Keeps one probe model per structure,
     so it is used from one thread (the executor's writer thread)."""
 
-    def __init__(self, outputs):
+    def __init__(self, outputs, figures=None):
+        """`figures`: a concurrent.futures executor (a process pool) that draws the curve
+        figures while this thread draws the decision boundary; None draws them here."""
         self.outputs = outputs
+        self.figures = figures
         self._probes: dict[str, ActivationProbe] = {}
         self._environment: dict | None = None
 
@@ -188,17 +192,28 @@ class Writer:
             write_history(scratch / "history.csv", result.history)
             write_json(scratch / "environment.json", self._environment)
             name = config["name"]
+            drawing = []
             if self.outputs.figures:
-                plots.curves(result.history, scratch / "accuracy.png", "accuracy",
-                             f"{name}: accuracy")
-                plots.curves(result.history, scratch / "loss.png", "loss", f"{name}: loss")
+                drawing = [self._draw(plots.curves, result.history, scratch / f"{metric}.png",
+                                      metric, f"{name}: {metric}")
+                           for metric in ("accuracy", "loss")]
                 plots.decision_boundary(probe.predict, split, scratch / "decision_boundary.png",
                                         f"{name}: decision boundary")
             if self.outputs.model:
                 model.save(scratch / "model.keras")
+            for figure in drawing:
+                figure.result()
             metrics["write_seconds"] = round(time.perf_counter() - start, 3)
             write_json(scratch / "metrics.json", metrics)
         return metrics
+
+
+    def _draw(self, figure, *args) -> Future:
+        if self.figures is not None:
+            return self.figures.submit(figure, *args)
+        drawn = Future()
+        drawn.set_result(figure(*args))
+        return drawn
 
 
 class ActivationProbe:

@@ -66,3 +66,22 @@ def test_draws_are_a_pure_function_of_seed_epoch_step_and_layer():
     z = normal(key, 1, (200, 500)).numpy()
     assert np.isfinite(z).all()
     assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1, abs=0.01)
+
+
+def test_figures_drawn_in_the_figure_pool_are_the_figures_drawn_here(executor, tmp_path):
+    from circlereg.config import load
+    from circlereg.executor import figure_pool
+    from circlereg.plan import Outputs, Replica
+    from circlereg.rundir import Writer
+
+    config = load(CONFIGS / "l1_pre_relu.yaml", ["train.epochs=30"])
+    (result,) = executor.train_all([config])
+    pool = figure_pool()
+    try:
+        for name, figures in (("here", None), ("pool", pool)):
+            Writer(Outputs(), figures).write(Replica(config, tmp_path / name), result,
+                                             executor.split(config))
+    finally:
+        pool.shutdown()
+    for png in ("accuracy.png", "loss.png", "decision_boundary.png"):
+        assert (tmp_path / "pool" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
