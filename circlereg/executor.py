@@ -186,7 +186,9 @@ class Executor:
                 task, trainer = taken
                 try:
                     trainer = trainer or LaneTrainer(configs[task.indices[0]],
-                                                     self.split(configs[task.indices[0]]))
+                                                     self.split(configs[task.indices[0]]),
+                                                     traced=first_traced.set)
+                    first_traced.set()
                     for batch in task.batches(self.lanes):
                         starts = [starts_ahead[i].result() for i in batch]
                         results = trainer.train([configs[i] for i in batch], starts, progress)
@@ -199,6 +201,7 @@ class Executor:
                     with changed:
                         state["stop"], state["error"] = True, state["error"] or err
                 finally:
+                    first_traced.set()
                     with changed:
                         busy[task.key] -= 1
                         changed.notify_all()
@@ -211,10 +214,18 @@ class Executor:
                     state["running"] -= 1
                     changed.notify_all()
 
+        # Initial weights are built once a first trainer is traced: its traced names, and
+        # so its compile cache entry, are then the same in every process (model.BUILDING).
+        first_traced = threading.Event()
+
+        def start(config: dict):
+            first_traced.wait()
+            return initial_state(config)
+
         order = [i for task in tasks for i in task.indices]
         count = self.workers or WORKERS
         with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(count) as workers:
-            starts_ahead = {i: builder.submit(initial_state, configs[i]) for i in order}
+            starts_ahead = {i: builder.submit(start, configs[i]) for i in order}
             state["running"] = min(count, len(tasks))
             for _ in range(state["running"]):
                 workers.submit(run_worker)

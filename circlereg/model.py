@@ -18,12 +18,18 @@ gives, without touching global state.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 
 from circlereg.backend import keras, tf
 from circlereg.regularizers import Penalty, penalty_from_config
 
 layers = keras.layers
+# TensorFlow numbers traced functions and variables from one process-wide counter, and those
+# numbers reach the key of a compiled program in the compile cache (backend.compile_cache).
+# Whatever builds Keras objects or traces a trainer holds this lock, so a trainer's names
+# follow from what was built before it in program order, not from another thread's timing.
+BUILDING = threading.RLock()
 
 
 @dataclass
@@ -48,24 +54,26 @@ class Seeds:
 def build_model(config: dict) -> BuiltModel:
     """A resolved config -> a built Keras model with its penalties, noise, dropout, batch norm
     and constraints attached, initialised from the config's seed."""
-    stack, penalties, hidden_outputs = _layers(config)
-    # Built once with every layer: Sequential.add would rebuild the model after each one.
-    dtype = config["train"]["dtype"]
-    return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]),
-                      penalties, hidden_outputs)
+    with BUILDING:
+        stack, penalties, hidden_outputs = _layers(config)
+        # Built once with every layer: Sequential.add would rebuild the model after each one.
+        dtype = config["train"]["dtype"]
+        return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]),
+                          penalties, hidden_outputs)
 
 
 def initial_state(config: dict) -> tuple[list, list]:
     """The (trainable, non-trainable) values `build_model(config)` starts from, as NumPy
     arrays. A third cheaper: the layers are built on their input shape alone, without a
     symbolic model (the values depend only on the seeded construction)."""
-    stack, _, _ = _layers(config)
     trainable, non_trainable, shape = [], [], (None, 2)
-    for layer in stack:
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-        trainable += [v.numpy() for v in layer.trainable_variables]
-        non_trainable += [v.numpy() for v in layer.non_trainable_variables]
+    with BUILDING:
+        stack, _, _ = _layers(config)
+        for layer in stack:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+            trainable += [v.numpy() for v in layer.trainable_variables]
+            non_trainable += [v.numpy() for v in layer.non_trainable_variables]
     return trainable, non_trainable
 
 

@@ -28,7 +28,14 @@ import numpy as np
 from circlereg.backend import compile_cache, keras, publish_compiled, quiet_stderr, tf
 from circlereg.config import config_hash
 from circlereg.data import Split
-from circlereg.model import build_model, draw_key, make_optimizer, random_layers, train_call
+from circlereg.model import (
+    BUILDING,
+    build_model,
+    draw_key,
+    make_optimizer,
+    random_layers,
+    train_call,
+)
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Replicas per compiled graph, the same for every structure. Measured on 2 cores (4000
@@ -78,7 +85,15 @@ class LaneTrainer:
     optimizer over the stacked weights, and the compiled epoch loop. Reused batch after
     batch, so it compiles once; it owns all of this state, and nothing else touches it."""
 
-    def __init__(self, config: dict, split: Split):
+    def __init__(self, config: dict, split: Split, traced=None):
+        """`traced()` is called once the functions are traced, before XLA compiles them."""
+        with BUILDING:
+            self._build(config, split)
+        if traced is not None:
+            traced()
+        self._compile()
+
+    def _build(self, config: dict, split: Split) -> None:
         train_cfg = config["train"]
         capacity = self.capacity = LANES
         self.config = config
@@ -122,10 +137,12 @@ class LaneTrainer:
         # One trace for every segment: the trip count is a tensor. (A Python int would let
         # XLA unroll the loop: minutes of compiling, and slower code.)
         self.segment = _segments(self.epochs)[0]
-        self._compile()
+        self.run.get_concrete_function(tf.constant(0), tf.constant(0))
+        for function in self._side():
+            function.get_concrete_function()
 
     def _compile(self) -> None:
-        """Trace, then XLA-compile the functions side by side (compiling releases the GIL,
+        """XLA-compile the traced functions side by side (compiling releases the GIL,
         so the smaller ones take the other core: 0.6 s off a lone run). Calling them here
         is harmless: zero epochs change nothing, the others only read or copy state that
         `train` sets before use. With the compile cache on, programs compiled before (by any
@@ -137,12 +154,12 @@ class LaneTrainer:
             self._compile_here()
         publish_compiled()
 
-    def _compile_here(self) -> None:
-        side = [self.final] + ([self.restore] if self.early["enabled"]
+    def _side(self) -> list:
+        return [self.final] + ([self.restore] if self.early["enabled"]
                                and self.early["restore_best_weights"] else [])
-        for function in side:
-            function.get_concrete_function()
-        threads = [threading.Thread(target=function) for function in side]
+
+    def _compile_here(self) -> None:
+        threads = [threading.Thread(target=function) for function in self._side()]
         for thread in threads:
             thread.start()
         self.run(tf.constant(0), tf.constant(0))
