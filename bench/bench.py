@@ -2,31 +2,40 @@
 """circlereg against the study's own loop (bench/peer.py), side by side.
 
     python bench/bench.py [--epochs 4000] [--peer-seeds 2] [--sweep-repeats 10]
-                          [--reproduce-runs 210] [--only run,sweep40,sweep220,reproduce]
+                          [--reproduce-runs 210] [--only run,dropout,sweep40,...]
+                          [--before PATH]
 
 The peer is the study's Keras model.fit loop, one model at a time (`bench/peer.py --variant
 pre`); it is timed on --peer-seeds seeds and its mean seconds per run are scaled to each row's
 work. circlereg trains all of the work, each row in a fresh process timed end to end
-(imports, compiles, training, every file written):
+(imports, compiles, training, every file written), with its compile cache in a folder of
+its own that starts empty:
 
-    run        one run of configs/l1_pre_relu.yaml
-    sweep40    2 strengths x 2 placements x 10 seeds = 40 runs, default outputs (run figures)
+    run        one run of configs/l1_pre_relu.yaml: first call (empty compile cache), then
+               the same command again (warm cache)
+    dropout    one run of configs/baseline.yaml and one of configs/dropout.yaml: their
+               training seconds (metrics.json train_seconds), dropout against baseline
+    sweep40    2 strengths x 2 placements x 10 seeds = 40 runs, default outputs (run figures
+               and model.keras)
     sweep220   the README's sweep: 11 strengths x 2 placements x --sweep-repeats seeds,
                --no-run-figures
+    repeat30   `run configs/dropout.yaml --repeats 30`, default outputs
     reproduce  `circlereg reproduce`: the default spec trains 30 seeds x 7 distinct configs
                (--reproduce-runs, used to scale the peer); exit code 1 (a figure did not
                reproduce, as with short --epochs) counts as a completed row when the
                report (reproduction.md) was written
 
-Prints each side's wall time, the ratio (peer / circlereg), runs per second, and the peak
-memory (max RSS) of the peer and of each circlereg row. Run directories go to a temporary
-folder that is removed at the end. --only runs a subset of the circlereg rows (the peer is
-always timed).
+--before PATH times every row on a second checkout too (e.g. a `git worktree` of main), each
+row alternating between the two within the same minute, so that a busy machine slows both
+alike. Prints each row's wall time, ratio to the peer (peer / circlereg), peak memory (max
+RSS), and the goals table of issue 13 against what was measured. Run directories and caches
+go to a temporary folder that is removed at the end. --only runs a subset of the circlereg
+rows (the peer is always timed).
 """
 
 import argparse
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,22 +46,54 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "bench" / "peer.py"
 CONFIG = "configs/l1_pre_relu.yaml"
-ROWS = ("run", "sweep40", "sweep220", "reproduce")
+ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce")
+PLACEMENTS = "model.regularizers.0.placement=pre_activation,post_activation"
+# Issue 13's goals on a 2-core machine: (label, row, what is measured, goal, at most?)
+GOALS = (
+    ("one run end to end, second call", "run (warm cache)", "seconds", 6.0, True),
+    ("40-run sweep, default outputs", "sweep40", "ratio", 1000.0, False),
+    ("220-run sweep", "sweep220", "ratio", 3000.0, False),
+    ("dropout run, training only (x baseline)", "dropout run", "training", 1.5, True),
+    ("reproduce (30 seeds, 3 conventions)", "reproduce", "seconds", 30.0, True),
+    ("peak memory, 220-run sweep (MB)", "sweep220", "memory", 1000.0, True),
+)
 
 
-def timed(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, str, float, int]:
-    """(wall seconds, stdout, peak RSS of that child in MiB, exit code); exits unless the
+def timed(cmd: list[str], cwd: Path, env: dict, ok: tuple[int, ...] = (0,)
+          ) -> tuple[float, str, float, int]:
+    """(wall seconds, stdout, peak RSS of that child in MB, exit code); exits unless the
     child's exit code is in `ok`."""
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, text=True)
+        child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
         seconds = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
         if child.returncode not in ok:
             sys.exit(f"failed (exit {child.returncode}): {' '.join(cmd)}\n{err.read()[-2000:]}")
-        return seconds, out.read(), usage.ru_maxrss / 1024, child.returncode
+        return seconds, out.read(), usage.ru_maxrss * 1024 / 1e6, child.returncode
+
+
+class Tree:
+    """One checkout of circlereg under test, with its own compile cache and run folders."""
+
+    def __init__(self, name: str, root: Path, scratch: Path):
+        self.name, self.root, self.scratch = name, root, scratch / name
+        self.env = {**os.environ, "XDG_CACHE_HOME": str(self.scratch / "cache")}
+        self.env.pop("CIRCLEREG_COMPILE_CACHE", None)
+
+    def circlereg(self, row: str, *args: str, ok=(0,)) -> tuple[float, float, Path, int]:
+        """(seconds, peak MB, runs dir, exit code) of one circlereg command."""
+        runs = self.scratch / row
+        seconds, _, mem, code = timed([sys.executable, "-m", "circlereg.cli", *args,
+                                       "--runs-dir", str(runs)], self.root, self.env, ok)
+        return seconds, mem, runs, code
+
+
+def train_seconds(runs: Path, name: str) -> float:
+    (metrics,) = (runs / name).glob("*/metrics.json")
+    return json.loads(metrics.read_text())["train_seconds"]
 
 
 def main() -> None:
@@ -65,86 +106,106 @@ def main() -> None:
                     help="runs `circlereg reproduce` trains (peer scaling)")
     ap.add_argument("--only", default=",".join(ROWS),
                     help=f"comma list of circlereg rows to time, of {','.join(ROWS)}")
+    ap.add_argument("--before", type=Path, help="another checkout to time alongside")
     args = ap.parse_args()
     only = [row.strip() for row in args.only.split(",") if row.strip()]
     if unknown := sorted(set(only) - set(ROWS)):
         ap.error(f"--only: unknown rows {','.join(unknown)} (choose from {','.join(ROWS)})")
     if args.peer_seeds < 1:
         ap.error("--peer-seeds must be at least 1")
+    if args.before is not None and not (args.before / "circlereg" / "cli.py").is_file():
+        ap.error(f"--before: {args.before} is not a circlereg checkout")
     if not PEER.is_file():
         sys.exit(f"peer not found: {PEER}")
-    cli = [sys.executable, "-m", "circlereg.cli"]
     scratch = Path(tempfile.mkdtemp(prefix="circlereg-bench-"))
-    epochs = f"train.epochs={args.epochs}"
     try:
-        _bench(args, only, cli, scratch, epochs)
+        trees = [Tree("after", ROOT, scratch)]
+        if args.before is not None:
+            trees.insert(0, Tree("before", args.before.resolve(), scratch))
+        _bench(args, only, trees)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _bench(args: argparse.Namespace, only: list[str], cli: list[str], scratch: Path,
-           epochs: str) -> None:
+def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None:
     peer_times, peer_mem = [], 0.0
     for seed in range(1, args.peer_seeds + 1):
         seconds, out, mem, _ = timed([sys.executable, str(PEER), "--variant", "pre",
-                                      "--epochs", str(args.epochs), "--seed", str(seed)])
+                                      "--epochs", str(args.epochs), "--seed", str(seed)],
+                                     ROOT, dict(os.environ))
         peer_times.append(seconds)
         peer_mem = max(peer_mem, mem)
         print(f"peer   seed {seed}: {seconds:7.1f} s   {out.strip()}", flush=True)
     peer_one = sum(peer_times) / len(peer_times)
+    epochs = ["--set", f"train.epochs={args.epochs}"]
+    sweep = ["sweep", CONFIG, "model.regularizers.0.l1=1e-4,3e-3", PLACEMENTS, "--repeats",
+             "10", *epochs, "--quiet"]
+    sweep_runs = 11 * 2 * args.sweep_repeats
+    big = ["sweep", CONFIG, "model.regularizers.0.l1=logspace(-6,-1,11)", PLACEMENTS,
+           "--repeats", str(args.sweep_repeats), *epochs, "--no-run-figures", "--quiet"]
+    commands = {  # row -> [(label, runs, arguments)]
+        "run": [("run (first call)", 1, ["run", CONFIG, *epochs]),
+                ("run (warm cache)", 1, ["run", CONFIG, *epochs])],
+        "dropout": [("baseline run", 1, ["run", "configs/baseline.yaml", *epochs]),
+                    ("dropout run", 1, ["run", "configs/dropout.yaml", *epochs])],
+        "sweep40": [("sweep40", 40, sweep)],
+        "sweep220": [("sweep220", sweep_runs, big)],
+        "repeat30": [("repeat30", 30, ["run", "configs/dropout.yaml", "--repeats", "30",
+                                       *epochs, "--quiet"])],
+        "reproduce": [("reproduce", args.reproduce_runs,
+                       ["reproduce", "--epochs", str(args.epochs), "--quiet"])],
+    }
+    measured: dict[str, dict[str, dict]] = {tree.name: {} for tree in trees}
+    for row in only:
+        for label, runs_done, command in commands[row]:
+            for tree in trees:  # alternating: both sides see the same load
+                seconds, mem, runs, code = tree.circlereg(row, *command, ok=(0, 1))
+                if code == 1 and not (row == "reproduce"
+                                      and any(runs.rglob("reproduction.md"))):
+                    sys.exit(f"{tree.name}: {label} exited 1")
+                figure = {"seconds": seconds, "memory": mem, "runs": runs_done,
+                          "ratio": peer_one * runs_done / seconds}
+                if label == "dropout run":
+                    base = measured[tree.name]["baseline run"]
+                    figure["training"] = train_seconds(runs, "dropout") / base["train"]
+                if label == "baseline run":
+                    figure["train"] = train_seconds(runs, "baseline")
+                measured[tree.name][label] = figure
+                extra = f"  exit {code}" if row == "reproduce" else ""
+                print(f"{tree.name:>6} {label:<18} {seconds:7.1f} s  {mem:6.0f} MB{extra}",
+                      flush=True)
+    _report(peer_one, peer_mem, trees, measured)
 
-    rows = []  # (label, runs, seconds, peak MiB, memory label)
-    if "run" in only:
-        seconds, out, mem, _ = timed([*cli, "run", CONFIG, "--set", epochs,
-                                      "--runs-dir", str(scratch / "run")])
-        figures = re.search(r"Train: .*", out)
-        print(f"circlereg run:   {seconds:7.1f} s   {figures.group(0) if figures else ''}",
-              flush=True)
-        rows.append((f"one run, {args.epochs} epochs, end to end", 1, seconds, mem, "run"))
 
-    if "sweep40" in only:
-        seconds, _, mem, _ = timed([*cli, "sweep", CONFIG, "model.regularizers.0.l1=1e-4,3e-3",
-                                    "model.regularizers.0.placement=pre_activation,"
-                                    "post_activation", "--repeats", "10", "--set", epochs,
-                                    "--quiet", "--runs-dir", str(scratch / "sweep40")])
-        print(f"circlereg sweep (40 runs, run figures): {seconds:7.1f} s", flush=True)
-        rows.append(("40-run sweep, run figures (peer scaled)", 40, seconds, mem, "sweep40"))
-
-    if "sweep220" in only:
-        sweep_runs = 11 * 2 * args.sweep_repeats
-        seconds, _, mem, _ = timed([*cli, "sweep", CONFIG,
-                                    "model.regularizers.0.l1=logspace(-6,-1,11)",
-                                    "model.regularizers.0.placement=pre_activation,"
-                                    "post_activation", "--repeats", str(args.sweep_repeats),
-                                    "--set", epochs, "--no-run-figures", "--quiet",
-                                    "--runs-dir", str(scratch / "sweep220")])
-        print(f"circlereg sweep ({sweep_runs} runs): {seconds:7.1f} s", flush=True)
-        rows.append((f"{sweep_runs}-run sweep (peer scaled)", sweep_runs, seconds, mem,
-                     f"sweep{sweep_runs}"))
-
-    if "reproduce" in only:
-        seconds, _, mem, code = timed([*cli, "reproduce", "--epochs", str(args.epochs),
-                                       "--quiet", "--runs-dir", str(scratch / "reproduce")],
-                                      ok=(0, 1))
-        if not any((scratch / "reproduce").rglob("reproduction.md")):  # exit 1 from a crash
-            sys.exit(f"reproduce exited {code} without writing reproduction.md")
-        verdict = "reproduces" if code == 0 else "a figure or claim differs"
-        print(f"circlereg reproduce ({args.reproduce_runs} runs): {seconds:7.1f} s   "
-              f"exit {code} ({verdict})", flush=True)
-        rows.append((f"reproduce, {args.reproduce_runs} runs (peer scaled)",
-                     args.reproduce_runs, seconds, mem, "reproduce"))
-
-    print()
-    print(f"{'work':<42}{'peer s':>10}{'circlereg s':>13}{'ratio':>10}")
-    for label, runs_done, ours, _, _ in rows:
-        print(f"{label:<42}{peer_one * runs_done:>10.1f}{ours:>13.1f}"
-              f"{peer_one * runs_done / ours:>9.1f}x")
-    rates = ", ".join(f"{name} {runs_done / ours:.3f}" for _, runs_done, ours, _, name in rows)
-    print(f"runs per second: peer {1 / peer_one:.4f}" + (f", circlereg {rates}" if rows else "")
-          + f" (target: 1000x the peer, {1000 / peer_one:.2f})")
-    mems = ", ".join(f"{name} {mem:.0f} MiB" for _, _, _, mem, name in rows)
-    print(f"peak memory (max RSS): peer {peer_mem:.0f} MiB"
-          + (f", circlereg {mems}" if rows else ""))
+def _report(peer_one: float, peer_mem: float, trees: list[Tree], measured: dict) -> None:
+    names = [tree.name for tree in trees]
+    print(f"\npeer: {peer_one:.1f} s per run (model.fit, 4000 epochs), peak {peer_mem:.0f} MB")
+    head = "".join(f"{n + ' s':>12}{n + ' x':>10}{n + ' MB':>11}" for n in names)
+    print(f"{'work':<22}{'peer s':>9}{head}")
+    for label in measured[names[-1]]:
+        figures = [measured[n].get(label) for n in names]
+        runs_done = figures[-1]["runs"]
+        cells = "".join(f"{f['seconds']:>12.1f}{f['ratio']:>9.0f}x{f['memory']:>11.0f}"
+                        if f else f"{'':>33}" for f in figures)
+        print(f"{label:<22}{peer_one * runs_done:>9.1f}{cells}")
+    for n in names:
+        if "dropout run" in measured[n]:
+            print(f"{n}: dropout run trains in {measured[n]['dropout run']['training']:.2f}x "
+                  f"the baseline run's training time")
+    print(f"\n{'goal (issue 13)':<42}{'goal':>10}" + "".join(f"{n:>10}" for n in names))
+    for label, row, what, goal, at_most in GOALS:
+        cells = ""
+        for n in names:
+            figure = measured[n].get(row)
+            if figure is None:
+                cells += f"{'-':>10}"
+                continue
+            value = figure[what]
+            met = value <= goal if at_most else value >= goal
+            cells += f"{value:>9.1f}{'' if met else '!'}"
+        print(f"{label:<42}{('<= ' if at_most else '>= ') + f'{goal:g}':>10}{cells}")
+    print("(! marks a goal not met; ratios are the peer's time for the same number of runs "
+          "over circlereg's)")
 
 
 if __name__ == "__main__":

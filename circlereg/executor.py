@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from circlereg.plan import Plan, Replica
@@ -185,7 +186,9 @@ class Executor:
                 task, trainer = taken
                 try:
                     trainer = trainer or LaneTrainer(configs[task.indices[0]],
-                                                     self.split(configs[task.indices[0]]))
+                                                     self.split(configs[task.indices[0]]),
+                                                     traced=first_traced.set)
+                    first_traced.set()
                     for batch in task.batches(self.lanes):
                         starts = [starts_ahead[i].result() for i in batch]
                         results = trainer.train([configs[i] for i in batch], starts, progress)
@@ -198,6 +201,7 @@ class Executor:
                     with changed:
                         state["stop"], state["error"] = True, state["error"] or err
                 finally:
+                    first_traced.set()
                     with changed:
                         busy[task.key] -= 1
                         changed.notify_all()
@@ -210,10 +214,18 @@ class Executor:
                     state["running"] -= 1
                     changed.notify_all()
 
+        # Initial weights are built once a first trainer is traced: its traced names, and
+        # so its compile cache entry, are then the same in every process (model.BUILDING).
+        first_traced = threading.Event()
+
+        def start(config: dict):
+            first_traced.wait()
+            return initial_state(config)
+
         order = [i for task in tasks for i in task.indices]
         count = self.workers or WORKERS
         with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(count) as workers:
-            starts_ahead = {i: builder.submit(initial_state, configs[i]) for i in order}
+            starts_ahead = {i: builder.submit(start, configs[i]) for i in order}
             state["running"] = min(count, len(tasks))
             for _ in range(state["running"]):
                 workers.submit(run_worker)
@@ -255,7 +267,9 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list
     own = executor is None
     executor = executor or Executor()
     written: dict[int, Written] = {}
-    writer = Writer(plan.outputs)
+    figures = (figure_pool() if plan.outputs.figures and len(plan.replicas) > 1
+               and _spawn_is_safe() else None)
+    writer = Writer(plan.outputs, figures)
     try:
         # One writer thread: a batch's run directories are written while later batches
         # train, and an interrupted plan still finishes writing what it had trained.
@@ -280,6 +294,39 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list
             for future in futures:
                 future.result()
     finally:
+        if figures is not None:
+            figures.shutdown(cancel_futures=True)
         if own:
             executor.close()
     return [written[i] for i in range(len(plan.replicas))]
+
+
+def figure_pool() -> ProcessPoolExecutor:
+    """A process that draws run figures beside the writer thread: matplotlib holds the GIL
+    for the ~0.2 s of a run's two curve figures, as long as the rest of its run directory
+    takes. Started afresh (spawn: no TensorFlow, no threads inherited); Ctrl-C is left to
+    this process, which finishes writing what it had trained."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_figure_worker)
+
+
+def _spawn_is_safe() -> bool:
+    """Whether a spawned process may import this program's __main__: it does unless the
+    program ran as a module (python -m circlereg.cli, pytest) or from the interpreter, and a
+    script without an `if __name__ == "__main__":` guard would then run again in it. The
+    circlereg console script has the guard; other scripts draw in the writer thread."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return getattr(main, "__spec__", None) is not None or path is None or \
+        os.path.basename(path) == "circlereg"
+
+
+def _figure_worker() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from circlereg import plots  # noqa: F401  (matplotlib loads while training runs)

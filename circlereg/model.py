@@ -18,12 +18,18 @@ gives, without touching global state.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 
-from circlereg.backend import keras
+from circlereg.backend import keras, tf
 from circlereg.regularizers import Penalty, penalty_from_config
 
 layers = keras.layers
+# TensorFlow numbers traced functions and variables from one process-wide counter, and those
+# numbers reach the key of a compiled program in the compile cache (backend.compile_cache).
+# Whatever builds Keras objects or traces a trainer holds this lock, so a trainer's names
+# follow from what was built before it in program order, not from another thread's timing.
+BUILDING = threading.RLock()
 
 
 @dataclass
@@ -48,24 +54,26 @@ class Seeds:
 def build_model(config: dict) -> BuiltModel:
     """A resolved config -> a built Keras model with its penalties, noise, dropout, batch norm
     and constraints attached, initialised from the config's seed."""
-    stack, penalties, hidden_outputs = _layers(config)
-    # Built once with every layer: Sequential.add would rebuild the model after each one.
-    dtype = config["train"]["dtype"]
-    return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]),
-                      penalties, hidden_outputs)
+    with BUILDING:
+        stack, penalties, hidden_outputs = _layers(config)
+        # Built once with every layer: Sequential.add would rebuild the model after each one.
+        dtype = config["train"]["dtype"]
+        return BuiltModel(keras.Sequential([keras.Input((2,), dtype=dtype), *stack]),
+                          penalties, hidden_outputs)
 
 
 def initial_state(config: dict) -> tuple[list, list]:
     """The (trainable, non-trainable) values `build_model(config)` starts from, as NumPy
     arrays. A third cheaper: the layers are built on their input shape alone, without a
     symbolic model (the values depend only on the seeded construction)."""
-    stack, _, _ = _layers(config)
     trainable, non_trainable, shape = [], [], (None, 2)
-    for layer in stack:
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-        trainable += [v.numpy() for v in layer.trainable_variables]
-        non_trainable += [v.numpy() for v in layer.non_trainable_variables]
+    with BUILDING:
+        stack, _, _ = _layers(config)
+        for layer in stack:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+            trainable += [v.numpy() for v in layer.trainable_variables]
+            non_trainable += [v.numpy() for v in layer.non_trainable_variables]
     return trainable, non_trainable
 
 
@@ -137,3 +145,92 @@ def _layers(config: dict) -> tuple[list[keras.layers.Layer], list[Penalty], list
 def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
     return keras.optimizers.get({"class_name": train["optimizer"],
                                  "config": {"learning_rate": train["learning_rate"]}})
+
+
+# The compiled engine's random layers. Keras draws Dropout masks and GaussianNoise through
+# Philox stateless ops, which XLA on CPU runs some ten times slower than the rest of an epoch
+# (inside vectorized_map, per lane). The compiled engine draws them instead from a counter
+# hash: every number is a pure function of (train.seed, epoch, step, layer, position in the
+# batch), so a replica's draws never depend on its lane or batch-mates. (`model.fit`, the
+# reference engine, keeps Keras' own stream: the two engines agree on dropout configs in
+# distribution, not bit for bit.)
+
+def random_layers(model: keras.Sequential) -> bool:
+    """Whether training draws random numbers: a Dropout or GaussianNoise that does something."""
+    return any(isinstance(layer, layers.Dropout) and layer.rate > 0
+               or isinstance(layer, layers.GaussianNoise) and layer.stddev > 0
+               for layer in model.layers)
+
+
+def draw_key(seed, epoch, step: int):
+    """A replica's uint32 key for one training step: train.seed, epoch (tensors) and the
+    step within the epoch."""
+    key = _mix(_xor(tf.bitcast(tf.cast(seed, tf.int32), tf.uint32), 0x2545F491))
+    key = _mix(key + tf.bitcast(tf.cast(epoch, tf.int32), tf.uint32))
+    return _mix(key + tf.constant(step, tf.uint32))
+
+
+def train_call(model: keras.Sequential, x, key):
+    """model(x, training=True), with Dropout's masks and GaussianNoise's noise drawn from
+    `key` (`draw_key`) rather than from the layers' seed generators. Same formulas as Keras:
+    Dropout keeps a unit when u >= rate and scales it by 1 / (1 - rate); GaussianNoise adds
+    N(0, stddev^2)."""
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, layers.Dropout) and layer.rate > 0:
+            keep = uniform(key, index, x.shape) >= layer.rate
+            x = x * tf.cast(keep, x.dtype) * tf.constant(1 / (1 - layer.rate), x.dtype)
+        elif isinstance(layer, layers.GaussianNoise) and layer.stddev > 0:
+            x = x + tf.cast(normal(key, index, x.shape), x.dtype) * layer.stddev
+        else:
+            x = layer(x, training=True)
+    return x
+
+
+def uniform(key, stream: int, shape) -> tf.Tensor:
+    """Float32 uniforms in [0, 1) on a 24-bit grid, one per element of `shape`: two keyed
+    rounds of the lowbias32 mixer over the element's index.
+
+    >>> u = uniform(draw_key(1, 0, 0), 3, (1000, 100))
+    >>> round(float(tf.reduce_mean(u)), 2), round(float(tf.math.reduce_std(u)), 2)
+    (0.5, 0.29)
+    """
+    return _unit(_bits(key, stream, shape))
+
+
+def normal(key, stream: int, shape) -> tf.Tensor:
+    """Standard normal float32 draws by Box-Muller on two uniforms of the stream.
+
+    >>> z = normal(draw_key(1, 0, 0), 3, (1000, 100))
+    >>> round(float(tf.reduce_mean(z)), 2), round(float(tf.math.reduce_std(z)), 2)
+    (0.0, 1.0)
+    """
+    bits = _bits(key, stream, shape)
+    radius = 1.0 - _unit(bits)  # (0, 1]: its log is finite
+    angle = _unit(_mix(_xor(bits, 0x68E31DA4)))
+    return tf.sqrt(-2.0 * tf.math.log(radius)) * tf.cos(2 * 3.14159265358979 * angle)
+
+
+def _bits(key, stream: int, shape) -> tf.Tensor:
+    size = 1
+    for dim in shape:
+        size *= dim
+    index = tf.bitcast(tf.reshape(tf.range(size, dtype=tf.int32), shape), tf.uint32)
+    key = _mix(_xor(key, stream * 0x9E3779B9 % 2**32))
+    return _mix(_mix(_xor(index, key)) + key)
+
+
+def _unit(bits):
+    """uint32 -> float32 in [0, 1) from the top 24 bits (exact in float32)."""
+    return tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)), tf.float32) * 2.0**-24
+
+
+def _xor(x, y):
+    return tf.bitwise.bitwise_xor(x, tf.cast(y, tf.uint32))
+
+
+def _mix(x):
+    """lowbias32 (C. Wellons, hash-prospector): a bijection on uint32 with strong avalanche."""
+    for shift, factor in ((16, 0x21F0AAAD), (15, 0x735A2D97)):
+        x = _xor(x, tf.bitwise.right_shift(x, tf.constant(shift, tf.uint32)))
+        x = x * tf.constant(factor, tf.uint32)
+    return _xor(x, tf.bitwise.right_shift(x, tf.constant(15, tf.uint32)))

@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import sys
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,8 +155,11 @@ class Writer:
     """Writes trained replicas' run directories. Keeps one probe model per structure,
     so it is used from one thread (the executor's writer thread)."""
 
-    def __init__(self, outputs):
+    def __init__(self, outputs, figures=None):
+        """`figures`: a concurrent.futures executor (a process pool) that draws the curve
+        figures while this thread draws the decision boundary; None draws them here."""
         self.outputs = outputs
+        self.figures = figures
         self._probes: dict[str, ActivationProbe] = {}
         self._convention: str | None = None
 
@@ -195,20 +199,30 @@ class Writer:
             write_json(scratch / "environment.json", environment(self._convention,
                                                                  replica.source))
             name = config["name"]
+            drawing = []
             if self.outputs.figures:
                 evaluated = "test" if split.held_out_x is None else "validation"
-                for curve in ("accuracy", "loss"):
-                    plots.curves(result.history, scratch / f"{curve}.png", curve,
-                                 f"{name}: {curve}", evaluated)
+                drawing = [self._draw(plots.curves, result.history, scratch / f"{metric}.png",
+                                      metric, f"{name}: {metric}", evaluated)
+                           for metric in ("accuracy", "loss")]
                 shown = split if split.held_out_x is None else Split(  # the test points
                     split.train_x, split.train_y, split.held_out_x, split.held_out_y)
                 plots.decision_boundary(probe.predict, shown, scratch / "decision_boundary.png",
                                         f"{name}: decision boundary")
             if self.outputs.model:
                 model.save(scratch / "model.keras")
+            for figure in drawing:
+                figure.result()
             metrics["write_seconds"] = round(time.perf_counter() - start, 3)
             write_json(scratch / "metrics.json", metrics)
         return metrics
+
+    def _draw(self, figure, *args) -> Future:
+        if self.figures is not None:
+            return self.figures.submit(figure, *args)
+        drawn = Future()
+        drawn.set_result(figure(*args))
+        return drawn
 
 
 class ActivationProbe:

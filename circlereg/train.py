@@ -25,10 +25,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from circlereg.backend import keras, tf
+from circlereg.backend import compile_cache, keras, publish_compiled, quiet_stderr, tf
 from circlereg.config import config_hash
 from circlereg.data import Split
-from circlereg.model import build_model, make_optimizer
+from circlereg.model import (
+    BUILDING,
+    build_model,
+    draw_key,
+    make_optimizer,
+    random_layers,
+    train_call,
+)
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Replicas per compiled graph, the same for every structure. Measured on 2 cores (4000
@@ -78,7 +85,15 @@ class LaneTrainer:
     optimizer over the stacked weights, and the compiled epoch loop. Reused batch after
     batch, so it compiles once; it owns all of this state, and nothing else touches it."""
 
-    def __init__(self, config: dict, split: Split):
+    def __init__(self, config: dict, split: Split, traced=None):
+        """`traced()` is called once the functions are traced, before XLA compiles them."""
+        with BUILDING:
+            self._build(config, split)
+        if traced is not None:
+            traced()
+        self._compile()
+
+    def _build(self, config: dict, split: Split) -> None:
         train_cfg = config["train"]
         capacity = self.capacity = LANES
         self.config = config
@@ -87,6 +102,7 @@ class LaneTrainer:
         self.split = split.astype(self.dtype)
         self.built = build_model(config)
         model = self.built.model
+        self.random = random_layers(model)
         self.loss = keras.losses.BinaryCrossentropy(dtype=self.dtype)
 
         def stack(variables, prefix):
@@ -121,18 +137,29 @@ class LaneTrainer:
         # One trace for every segment: the trip count is a tensor. (A Python int would let
         # XLA unroll the loop: minutes of compiling, and slower code.)
         self.segment = _segments(self.epochs)[0]
-        self._compile()
+        self.run.get_concrete_function(tf.constant(0), tf.constant(0))
+        for function in self._side():
+            function.get_concrete_function()
 
     def _compile(self) -> None:
-        """Trace, then XLA-compile the functions side by side (compiling releases the GIL,
+        """XLA-compile the traced functions side by side (compiling releases the GIL,
         so the smaller ones take the other core: 0.6 s off a lone run). Calling them here
         is harmless: zero epochs change nothing, the others only read or copy state that
-        `train` sets before use."""
-        side = [self.final] + ([self.restore] if self.early["enabled"]
+        `train` sets before use. With the compile cache on, programs compiled before (by any
+        process) are loaded instead, and new ones are shared once compiled."""
+        if compile_cache() is None:
+            self._compile_here()
+            return
+        with quiet_stderr():  # XLA's false alarm on each cached program it loads
+            self._compile_here()
+        publish_compiled()
+
+    def _side(self) -> list:
+        return [self.final] + ([self.restore] if self.early["enabled"]
                                and self.early["restore_best_weights"] else [])
-        for function in side:
-            function.get_concrete_function()
-        threads = [threading.Thread(target=function) for function in side]
+
+    def _compile_here(self) -> None:
+        threads = [threading.Thread(target=function) for function in self._side()]
         for thread in threads:
             thread.start()
         self.run(tf.constant(0), tf.constant(0))
@@ -183,17 +210,21 @@ class LaneTrainer:
                        stopped, (len(self.split.train_x), len(self.split.test_x)), self.dtype,
                        seconds, self.shape)
 
-    def _forward(self, weights, state, strength, x, y, training):
+    def _forward(self, weights, state, strength, x, y, training, key=None):
         """One replica on one batch: (loss including penalties, number correct, new state).
 
         Model.stateless_call, with the penalties' strength variables mapped to this
-        replica's strengths as its weights are mapped to its weights."""
+        replica's strengths as its weights are mapped to its weights; a model with dropout
+        or noise draws them from `key` (`model.draw_key`) while training."""
         model = self.built.model
         mapping = [*zip(model.trainable_variables, weights),
                    *zip(model.non_trainable_variables, state),
                    *((p.strengths, strength[i]) for i, p in enumerate(self.built.penalties))]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-            pred = model.call(x, training=training)
+            if training and self.random:
+                pred = train_call(model, x, key)
+            else:
+                pred = model.call(x, training=training)
             losses = model.losses
         state = [scope.get_current_value(v) for v in model.non_trainable_variables]
         # The same reduction and sum as Keras' compute_loss, so rounding matches model.fit.
@@ -234,24 +265,25 @@ class LaneTrainer:
                 [n_train], tf.stack([s, epoch]))), self.seeds)
         else:
             order = tf.zeros((self.capacity, 1), tf.int32)
-        for start, stop in steps:
+        for step, (start, stop) in enumerate(steps):
             before = [v.value for v in self.stacked + self.state]
 
-            def one(args, start=start, stop=stop):
-                w, st, s, idx, x, y = args
+            def one(args, start=start, stop=stop, step=step):
+                w, st, s, seed, idx, x, y = args
                 if len(steps) > 1:
                     x, y = tf.gather(x, idx[start:stop]), tf.gather(y, idx[start:stop])
                 # Each replica's gradient inside the vectorized function: a gradient taken
                 # through it would make XLA treat the weights as compile-time constants,
                 # recompiling on every call.
+                key = draw_key(seed, epoch, step) if self.random else None
                 with tf.GradientTape() as tape:
                     tape.watch(w)
-                    loss, hits, state = self._forward(w, st, s, x, y, training=True)
+                    loss, hits, state = self._forward(w, st, s, x, y, training=True, key=key)
                 return loss, hits, state, tape.gradient(loss, w)
 
             loss, hits, state, grads = tf.vectorized_map(one, (
                 [v.value for v in self.stacked], [v.value for v in self.state], self.strengths,
-                order, self._per_replica(tx), self._per_replica(ty)))
+                self.seeds, order, self._per_replica(tx), self._per_replica(ty)))
             self.optimizer.apply(grads, self.stacked)
             for variable, value in zip(self.state, state):
                 variable.assign(value)

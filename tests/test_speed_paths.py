@@ -1,0 +1,87 @@
+"""The speed paths never change a number: the compile cache (cold, warm, off) and the compiled
+engine's counter-hash draws for dropout and noise."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from circlereg.model import draw_key, normal, uniform
+
+from .conftest import CONFIGS, ROOT
+
+# Dropout and input noise: the draws and the cache both in play.
+RUN = ["run", str(CONFIGS / "dropout.yaml"), "--seed", "3", "--set", "train.epochs=40",
+       "--set", "model.noise.0.stddev=0.05", "--quiet", "--no-run-figures"]
+
+
+def circlereg(runs, cache, *, enabled=True):
+    """`circlereg run` in a fresh process (the cache is set when TensorFlow loads), with
+    its cache under `cache`; returns (history.csv bytes, metrics minus wall times, stderr)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache),
+           "CIRCLEREG_COMPILE_CACHE": "1" if enabled else "0"}
+    return subprocess.Popen([sys.executable, "-m", "circlereg.cli", *RUN, "--runs-dir",
+                             str(runs)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finished(process, runs):
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    (run,) = (runs / "dropout").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    return ((run / "history.csv").read_bytes(),
+            {k: v for k, v in metrics.items() if not k.endswith("_seconds")}, err)
+
+
+def test_cold_warm_and_no_cache_give_byte_identical_runs(tmp_path):
+    cache = tmp_path / "cache"
+    off = circlereg(tmp_path / "off", tmp_path / "unused", enabled=False)
+    cold = finished(circlereg(tmp_path / "cold", cache), tmp_path / "cold")
+    entries = sorted((cache / "circlereg" / "xla").glob("*/*.pb"))
+    assert entries, "the first run left no compiled program in the cache"
+    warm = finished(circlereg(tmp_path / "warm", cache), tmp_path / "warm")
+    off = finished(off, tmp_path / "off")
+    assert cold[:2] == warm[:2] == off[:2]
+    assert warm[2] == cold[2] == off[2]  # loading cached programs: none of XLA's false alarms
+    assert sorted((cache / "circlereg" / "xla").glob("*/*.pb")) == entries  # all reused
+    assert not list((cache / "circlereg" / "xla").glob("*/.process-*"))  # cleaned at exit
+    assert not (tmp_path / "unused" / "circlereg").exists()  # (matplotlib keeps its own)
+
+
+def test_draws_are_a_pure_function_of_seed_epoch_step_and_layer():
+    key = draw_key(7, 12, 0)
+    first = uniform(key, 1, (30, 500)).numpy()
+    assert np.array_equal(first, uniform(draw_key(7, 12, 0), 1, (30, 500)).numpy())
+    others = [uniform(draw_key(8, 12, 0), 1, (30, 500)), uniform(draw_key(7, 13, 0), 1, (30, 500)),
+              uniform(draw_key(7, 12, 1), 1, (30, 500)), uniform(key, 2, (30, 500))]
+    for other in others:  # another seed, epoch, step or layer: an unrelated stream
+        assert abs(np.corrcoef(first.ravel(), np.asarray(other).ravel())[0, 1]) < 0.04
+    assert first.min() >= 0 and first.max() < 1
+    # Dropout(0.4) keeps u >= 0.4: 60% of 15000 units, within 4 standard deviations
+    assert np.mean(first >= 0.4) == pytest.approx(0.6, abs=4 * np.sqrt(0.24 / first.size))
+    z = normal(key, 1, (200, 500)).numpy()
+    assert np.isfinite(z).all()
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1, abs=0.01)
+
+
+def test_figures_drawn_in_the_figure_pool_are_the_figures_drawn_here(executor, tmp_path):
+    from circlereg.config import load
+    from circlereg.executor import figure_pool
+    from circlereg.plan import Outputs, Replica
+    from circlereg.rundir import Writer
+
+    config = load(CONFIGS / "l1_pre_relu.yaml", ["train.epochs=30"])
+    (result,) = executor.train_all([config])
+    pool = figure_pool()
+    try:
+        for name, figures in (("here", None), ("pool", pool)):
+            Writer(Outputs(), figures).write(Replica(config, tmp_path / name), result,
+                                             executor.split(config))
+    finally:
+        pool.shutdown()
+    for png in ("accuracy.png", "loss.png", "decision_boundary.png"):
+        assert (tmp_path / "pool" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
