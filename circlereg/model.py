@@ -201,8 +201,8 @@ def normal(key, stream: int, shape) -> tf.Tensor:
     """Standard normal float32 draws by Box-Muller on two uniforms of the stream.
 
     >>> z = normal(draw_key(1, 0, 0), 3, (1000, 100))
-    >>> round(float(tf.reduce_mean(z)), 2), round(float(tf.math.reduce_std(z)), 2)
-    (0.0, 1.0)
+    >>> abs(float(tf.reduce_mean(z))) < 0.005, round(float(tf.math.reduce_std(z)), 2)
+    (True, 1.0)
     """
     bits = _bits(key, stream, shape)
     radius = 1.0 - _unit(bits)  # (0, 1]: its log is finite
