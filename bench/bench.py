@@ -24,6 +24,9 @@ its own that starts empty:
                (--reproduce-runs, used to scale the peer); exit code 1 (a figure did not
                reproduce, as with short --epochs) counts as a completed row when the
                report (reproduction.md) was written
+    tune       `circlereg tune` of the L1 strength, 200 trials x 5 seeds (1000 runs), and the
+               1000-run sweep it is compared with (200 strengths x 5 seeds), both
+               --no-run-figures (needs circlereg[tune])
 
 --before PATH times every row on a second checkout too (e.g. a `git worktree` of main), each
 row alternating between the two within the same minute, so that a busy machine slows both
@@ -46,7 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "bench" / "peer.py"
 CONFIG = "configs/l1_pre_relu.yaml"
-ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce")
+ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce", "tune")
+L1 = "model.regularizers.0.l1"
 PLACEMENTS = "model.regularizers.0.placement=pre_activation,post_activation"
 # Issue 13's goals on a 2-core machine: (label, row, what is measured, goal, at most?)
 GOALS = (
@@ -152,6 +156,10 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
         "sweep220": [("sweep220", sweep_runs, big)],
         "repeat30": [("repeat30", 30, ["run", "configs/dropout.yaml", "--repeats", "30",
                                        *epochs, "--quiet"])],
+        "tune": [("tune 200x5", 1000, ["tune", CONFIG, f"{L1}=loguniform(1e-6,1e-2)",
+                                       "--trials", "200", "--repeats", "5", *epochs, "--quiet"]),
+                 ("sweep 1000", 1000, ["sweep", CONFIG, f"{L1}=logspace(-6,-2,200)", "--repeats",
+                                       "5", *epochs, "--no-run-figures", "--quiet"])],
         "reproduce": [("reproduce", args.reproduce_runs,
                        ["reproduce", "--epochs", str(args.epochs), "--quiet"])],
     }
