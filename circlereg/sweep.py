@@ -314,27 +314,35 @@ def write_summary(folder: Path, points: list[Point]) -> list[dict]:
     """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through).
     summary.json says whether every planned run is there (`status`); so do the `n_missing`
     columns."""
-    from circlereg.rundir import run_state, strict
+    from circlereg.rundir import strict
 
-    rows = []
-    for point in points:
-        metrics = [json.loads((run / "metrics.json").read_text())
-                   for _, run in point.runs(folder) if run_state(run) is None]
-        rows.append(summarize_point(point, metrics))
+    rows = [summarize_point(point, point_metrics(folder, point)) for point in points]
     missing = sum(row["n_missing"] for row in rows)
     planned = sum(len(p.seeds) for p in points)
-    columns = list(rows[0])
-    buffer = [",".join(columns)]
-    for row in rows:
-        buffer.append(",".join(_cell(row[c]) for c in columns))
-    atomic_write(folder / "summary.csv", "\n".join(buffer) + "\n")
+    write_csv(folder / "summary.csv", list(rows[0]), rows)
     atomic_write(folder / "summary.json", json.dumps(strict({
         "status": "incomplete" if missing else "complete", "runs_planned": planned,
         "runs_finished": planned - missing, "points": rows}), indent=2) + "\n")
     return rows
 
 
-def _cell(value) -> str:
+def point_metrics(folder: Path, point: Point) -> list[dict]:
+    """metrics.json of each of the point's sub-runs that is finished on disk."""
+    from circlereg.rundir import run_state
+
+    return [json.loads((run / "metrics.json").read_text())
+            for _, run in point.runs(folder) if run_state(run) is None]
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict],
+              cell: Callable[[object], str] | None = None) -> None:
+    """A header of `columns`, then one line per row, each value through `cell`."""
+    cell = cell or csv_cell
+    lines = [",".join(columns), *(",".join(cell(row[c]) for c in columns) for row in rows)]
+    atomic_write(path, "\n".join(lines) + "\n")
+
+
+def csv_cell(value) -> str:
     if isinstance(value, float):
         return repr(value)
     text = str(value)

@@ -42,11 +42,13 @@ from circlereg.sweep import (
     MAX_RUNS,
     STATISTICS,
     Point,
-    _cell,
     atomic_write,
     choose_seeds,
+    csv_cell,
+    point_metrics,
     summarize_point,
     sweep_folder,
+    write_csv,
 )
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -552,17 +554,10 @@ def _sampler(optuna, search: Search):
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # batches: spread out
 
 
-def _trial_metrics(folder: Path, point: TrialPoint) -> list[dict]:
-    from circlereg.rundir import run_state
-
-    return [json.loads((run / "metrics.json").read_text())
-            for _, run in point.runs(folder) if run_state(run) is None]
-
-
 def _objective(folder: Path, point: TrialPoint, objective: str) -> float | None:
     """The mean of `objective` over the trial's seeds; None (failed) when a seed diverged
     or is missing, or the mean is not finite."""
-    metrics = _trial_metrics(folder, point)
+    metrics = point_metrics(folder, point)
     if len(metrics) < len(point.seeds) or any(m["diverged"] for m in metrics):
         return None
     value = float(np.mean([metric(m, objective) for m in metrics]))
@@ -586,20 +581,22 @@ def write_trials(folder: Path, study, search: Search) -> list[dict]:
         params = {d.key: d.value(frozen.params[d.key]) for d in search.dimensions
                   if d.key in frozen.params}
         point = TrialPoint(frozen.number, params, {}, "", tuple(search.seeds))
-        summary = summarize_point(point, _trial_metrics(folder, point))
+        summary = summarize_point(point, point_metrics(folder, point))
         rows.append({"trial": point.folder, "state": frozen.state.name,
                      **{d.key: params.get(d.key) for d in search.dimensions},
                      search.objective: frozen.value,
                      **{k: summary[k] for k in ("n", "n_diverged", "n_missing")},
                      **{f"{s}_mean": summary[f"{s}_mean"] for s in STATISTICS}})
-    columns = list(rows[0]) if rows else ["trial", "state"]
-    lines = [",".join(columns)]
-    for row in rows:
-        lines.append(",".join("" if row[c] is None else _cell(
-            row[c] if isinstance(row[c], (int, float, str)) else format_value(row[c]))
-            for c in columns))
-    atomic_write(folder / "trials.csv", "\n".join(lines) + "\n")
+    write_csv(folder / "trials.csv", list(rows[0]) if rows else ["trial", "state"], rows,
+              _trial_cell)
     return rows
+
+
+def _trial_cell(value) -> str:
+    """Empty for no value; lists and mappings in the grammar's spelling ([8, 4])."""
+    if value is None:
+        return ""
+    return csv_cell(value if isinstance(value, (int, float, str)) else format_value(value))
 
 
 def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, where: str,
