@@ -329,4 +329,6 @@ def _figure_worker() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from circlereg import plots  # noqa: F401  (matplotlib loads while training runs)
+    from circlereg import plots  # matplotlib loads while training runs
+
+    plots.warm_up()

@@ -166,15 +166,18 @@ class Writer:
     def prepare(self, config: dict) -> ActivationProbe:
         """Build what writing this structure needs (its probe model, the plotting and
         environment modules), ahead while training runs or on first use; returns the probe."""
-        from circlereg import plots  # noqa: F401  (matplotlib's import is the slow part)
+        from circlereg import plots
         from circlereg.regularizers import installed_convention
         from circlereg.train import structure_key
 
         key = structure_key(config)
         if key not in self._probes:
             self._probes[key] = ActivationProbe(config)
+            self._probes[key].warm_up()
         if self._convention is None:
             self._convention = installed_convention()
+            if self.outputs.figures:
+                plots.warm_up()
         return self._probes[key]
 
     def write(self, replica, result, split) -> dict:
@@ -246,6 +249,13 @@ class ActivationProbe:
         for penalty, reg in zip(self.built.penalties, config["model"]["regularizers"]):
             penalty.strengths.assign([reg["l1"], reg["l2"]])
         return self.built.model
+
+    def warm_up(self) -> None:
+        """Run the model and the probe once: TensorFlow's first eager call of each op costs
+        ~0.3 s, paid here while training runs rather than in the first run's writing."""
+        x = np.zeros((1, *self.built.model.inputs[0].shape[1:]), self.dtype)
+        self.predict(x)
+        self(x)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.built.model(x.astype(self.dtype), training=False))
