@@ -6,7 +6,10 @@ TensorFlow is imported only by commands that train.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -46,7 +49,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: Annotated[bool, typer.Option(
+def commands(version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
         = False) -> None:
     """Run, sweep and reproduce regularization experiments on make_circles."""
@@ -551,5 +554,30 @@ def tune(
     typer.echo(f"tune: {found.folder}")
 
 
+def main() -> None:
+    """The console script: run the command, then leave without tearing TensorFlow down.
+
+    Python's own shutdown spends ~0.6 s destroying TensorFlow's modules, freeing memory the
+    operating system reclaims anyway. Once the command is done and no thread of ours is
+    left, the exit handlers (the compile cache's, Ray's, multiprocessing's) run, the streams
+    are flushed, and the process ends there."""
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if "tensorflow" not in sys.modules or others or not isinstance(code, (int, type(None))):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`circlereg ... | head`)
+            pass
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(app())
+    main()
