@@ -2,8 +2,9 @@
 
 Every command (run, run --repeats, sweep, compare, reproduce) builds a `Plan` and calls
 `execute(plan, executor)`. Replicas of one structure (`train.structure_key`: everything but
-seed and penalty strengths) are cut into tasks of `chunk` replicas, each trained as batches
-of exactly `train.LANES` lanes; so how the plan was cut never reaches a replica's numbers.
+seed, penalty strengths, dropout rates and noise stddevs) are cut into tasks of `chunk`
+replicas, each trained as batches of exactly `train.LANES` lanes; so how the plan was cut
+never reaches a replica's numbers.
 
 Tasks run on local worker threads (one per core by default) or on Ray actors. A compiled
 trainer costs seconds to trace and compile and about as long as a batch to train, so each

@@ -94,14 +94,15 @@ def _layers(config: dict) -> tuple[list[keras.layers.Layer], list[Penalty], list
     by_layer = {key: {item["layer"]: item for item in spec[key]}
                 for key in ("dropout", "batch_norm", "noise", "max_norm")}
 
-    def noise(item: dict, name: str) -> layers.GaussianNoise:
+    def noise(item: dict) -> layers.GaussianNoise:
         # Keras draws a seed only for a layer that adds noise (stddev > 0, rate > 0).
         seed = seeds.next() if item["stddev"] > 0 else None
-        return layers.GaussianNoise(item["stddev"], seed=seed, name=name, dtype=dtype)
+        return layers.GaussianNoise(item["stddev"], seed=seed, name=noise_name(item["layer"]),
+                                    dtype=dtype)
 
     stack: list[keras.layers.Layer] = []
     if None in by_layer["noise"]:
-        stack.append(noise(by_layer["noise"][None], "input_noise"))
+        stack.append(noise(by_layer["noise"][None]))
     hidden_outputs = []
     for index, width in enumerate(spec["hidden"]):
         def slot(target, placement=None, index=index):
@@ -131,15 +132,41 @@ def _layers(config: dict) -> tuple[list[keras.layers.Layer], list[Penalty], list
             stack.append(layers.BatchNormalization(name=f"hidden_{index}_norm", dtype=dtype))
         hidden_outputs.append(stack[-1].name)
         if index in by_layer["noise"]:
-            stack.append(noise(by_layer["noise"][index], f"hidden_{index}_noise"))
+            stack.append(noise(by_layer["noise"][index]))
         if index in by_layer["dropout"]:
             rate = by_layer["dropout"][index]["rate"]
             stack.append(layers.Dropout(rate, seed=seeds.next() if rate > 0 else None,
-                                        name=f"hidden_{index}_dropout", dtype=dtype))
+                                        name=dropout_name(index), dtype=dtype))
     stack.append(layers.Dense(1, activation="sigmoid", name="output", dtype=dtype,
                               kernel_initializer=keras.initializers.GlorotUniform(
                                   seed=seeds.next())))
     return stack, penalties, hidden_outputs
+
+
+def noise_name(layer: int | None) -> str:
+    return "input_noise" if layer is None else f"hidden_{layer}_noise"
+
+
+def dropout_name(layer: int) -> str:
+    return f"hidden_{layer}_dropout"
+
+
+def random_settings(config: dict) -> dict[str, float]:
+    """Each Dropout's rate and GaussianNoise's stddev, by the name of its layer."""
+    spec = config["model"]
+    return {**{noise_name(item["layer"]): item["stddev"] for item in spec["noise"]},
+            **{dropout_name(item["layer"]): item["rate"] for item in spec["dropout"]}}
+
+
+def hold_random_settings(model: keras.Sequential, config: dict) -> None:
+    """Give a model of the config's structure (train.structure_key: which random layers
+    act, not how strongly) the config's own dropout rates and noise stddevs."""
+    settings = random_settings(config)
+    for layer in model.layers:
+        if isinstance(layer, layers.Dropout):
+            layer.rate = settings[layer.name]
+        elif isinstance(layer, layers.GaussianNoise):
+            layer.stddev = settings[layer.name]
 
 
 def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
@@ -155,11 +182,27 @@ def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
 # reference engine, keeps Keras' own stream: the two engines agree on dropout configs in
 # distribution, not bit for bit.)
 
-def random_layers(model: keras.Sequential) -> bool:
-    """Whether training draws random numbers: a Dropout or GaussianNoise that does something."""
-    return any(isinstance(layer, layers.Dropout) and layer.rate > 0
-               or isinstance(layer, layers.GaussianNoise) and layer.stddev > 0
-               for layer in model.layers)
+def random_layers(model: keras.Sequential) -> list[keras.layers.Layer]:
+    """The layers training draws random numbers for, in order: each Dropout and
+    GaussianNoise that does something (rate > 0, stddev > 0)."""
+    return [layer for layer in model.layers
+            if isinstance(layer, layers.Dropout) and layer.rate > 0
+            or isinstance(layer, layers.GaussianNoise) and layer.stddev > 0]
+
+
+def random_lanes(config: dict, drawn: list[keras.layers.Layer]
+                 ) -> tuple[list[float], list[float]]:
+    """One replica's (rates, amounts) for `train_call`, a value per layer of `drawn`
+    (`random_layers`): a Dropout's rate and its scale 1 / (1 - rate), computed in Python as
+    Keras does; a GaussianNoise's stddev (its rate unused)."""
+    settings = random_settings(config)
+    rates, amounts = [], []
+    for layer in drawn:
+        value = settings[layer.name]
+        dropout = isinstance(layer, layers.Dropout)
+        rates.append(value if dropout else 0.0)
+        amounts.append(1 / (1 - value) if dropout else value)
+    return rates, amounts
 
 
 def draw_key(seed, epoch, step: int):
@@ -170,17 +213,22 @@ def draw_key(seed, epoch, step: int):
     return _mix(key + tf.constant(step, tf.uint32))
 
 
-def train_call(model: keras.Sequential, x, key):
+def train_call(model: keras.Sequential, x, key, rates, amounts):
     """model(x, training=True), with Dropout's masks and GaussianNoise's noise drawn from
-    `key` (`draw_key`) rather than from the layers' seed generators. Same formulas as Keras:
+    `key` (`draw_key`) rather than from the layers' seed generators, at this replica's
+    `rates` and `amounts` (float32 and the model's dtype, from `random_lanes`): so replicas
+    of different rates or stddevs share one compiled program. Same formulas as Keras:
     Dropout keeps a unit when u >= rate and scales it by 1 / (1 - rate); GaussianNoise adds
     N(0, stddev^2)."""
+    slot = 0
     for index, layer in enumerate(model.layers):
         if isinstance(layer, layers.Dropout) and layer.rate > 0:
-            keep = uniform(key, index, x.shape) >= layer.rate
-            x = x * tf.cast(keep, x.dtype) * tf.constant(1 / (1 - layer.rate), x.dtype)
+            keep = uniform(key, index, x.shape) >= rates[slot]
+            x = x * tf.cast(keep, x.dtype) * amounts[slot]
+            slot += 1
         elif isinstance(layer, layers.GaussianNoise) and layer.stddev > 0:
-            x = x + tf.cast(normal(key, index, x.shape), x.dtype) * layer.stddev
+            x = x + tf.cast(normal(key, index, x.shape), x.dtype) * amounts[slot]
+            slot += 1
         else:
             x = layer(x, training=True)
     return x

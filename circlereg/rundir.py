@@ -244,8 +244,12 @@ class ActivationProbe:
                                                 for name in self.built.hidden_outputs])
 
     def hold(self, config: dict, weights: list[np.ndarray]):
-        """The model, now with this replica's weights and strengths (model.keras saves them)."""
+        """The model, now with this replica's weights, strengths, dropout rates and noise
+        stddevs (model.keras saves them)."""
+        from circlereg.model import hold_random_settings
+
         self.built.model.set_weights(weights)
+        hold_random_settings(self.built.model, config)
         for penalty, reg in zip(self.built.penalties, config["model"]["regularizers"]):
             penalty.strengths.assign([reg["l1"], reg["l2"]])
         return self.built.model

@@ -33,6 +33,7 @@ from circlereg.model import (
     build_model,
     draw_key,
     make_optimizer,
+    random_lanes,
     random_layers,
     train_call,
 )
@@ -62,10 +63,15 @@ class Result:
 
 def structure_key(config: dict) -> str:
     """Configs with equal keys can train as replicas of one graph: everything but the
-    seed and the penalty strengths."""
+    seed, the penalty strengths, and how strong each dropout or noise layer is (whether it
+    acts at all is structure)."""
+    model = config["model"]
     shape = {**config, "name": None, "train": {**config["train"], "seed": None},
-             "model": {**config["model"], "regularizers": [
-                 {**reg, "l1": None, "l2": None} for reg in config["model"]["regularizers"]]}}
+             "model": {**model,
+                       "regularizers": [{**reg, "l1": None, "l2": None}
+                                        for reg in model["regularizers"]],
+                       "dropout": [{**d, "rate": d["rate"] > 0} for d in model["dropout"]],
+                       "noise": [{**n, "stddev": n["stddev"] > 0} for n in model["noise"]]}}
     return config_hash(shape)
 
 
@@ -120,6 +126,11 @@ class LaneTrainer:
         n_regs = len(config["model"]["regularizers"])
         self.strengths = tf.Variable(tf.zeros((capacity, n_regs, 2), self.dtype))
         self.seeds = tf.Variable(tf.zeros(capacity, tf.int32))
+        # Each random layer's rate (float32, as the uniforms it is compared with) and scale
+        # or stddev (the model's dtype), per lane: model.train_call.
+        drawn = len(self.random)
+        self.rates = tf.Variable(tf.zeros((capacity, drawn), tf.float32))
+        self.amounts = tf.Variable(tf.zeros((capacity, drawn), self.dtype))
         self.early = config["early_stopping"]
         self.stopping = LaneEarlyStopping(
             self.early, len(self.split.train_x), len(self.split.test_x), self.dtype,
@@ -187,6 +198,11 @@ class LaneTrainer:
                               .reshape(self.strengths.shape))
         seeds = [c["train"]["seed"] for c in configs]
         self.seeds.assign(seeds + seeds[:1] * pad)
+        if self.random:
+            lanes = [random_lanes(c, self.random) for c in configs]
+            lanes += lanes[:1] * pad
+            self.rates.assign(np.array([rates for rates, _ in lanes], np.float32))
+            self.amounts.assign(np.array([amounts for _, amounts in lanes], self.dtype))
         for variable, value in zip(self.optimizer.variables, self.optimizer_start):
             variable.assign(value)
         if self.stopping is not None:
@@ -214,19 +230,20 @@ class LaneTrainer:
                        stopped, (len(self.split.train_x), len(self.split.test_x)), self.dtype,
                        seconds, self.shape)
 
-    def _forward(self, weights, state, strength, x, y, training, key=None):
+    def _forward(self, weights, state, strength, x, y, training, key=None, randoms=None):
         """One replica on one batch: (loss including penalties, number correct, new state).
 
         Model.stateless_call, with the penalties' strength variables mapped to this
         replica's strengths as its weights are mapped to its weights; a model with dropout
-        or noise draws them from `key` (`model.draw_key`) while training."""
+        or noise draws them from `key` (`model.draw_key`) while training, at this
+        replica's rates and amounts (`randoms`)."""
         model = self.built.model
         mapping = [*zip(model.trainable_variables, weights),
                    *zip(model.non_trainable_variables, state),
                    *((p.strengths, strength[i]) for i, p in enumerate(self.built.penalties))]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
             if training and self.random:
-                pred = train_call(model, x, key)
+                pred = train_call(model, x, key, *randoms)
             else:
                 pred = model.call(x, training=training)
             losses = model.losses
@@ -273,7 +290,7 @@ class LaneTrainer:
             before = [v.value for v in self.stacked + self.state]
 
             def one(args, start=start, stop=stop, step=step):
-                w, st, s, seed, idx, x, y = args
+                w, st, s, seed, idx, x, y, randoms = args
                 if len(steps) > 1:
                     x, y = tf.gather(x, idx[start:stop]), tf.gather(y, idx[start:stop])
                 # Each replica's gradient inside the vectorized function: a gradient taken
@@ -282,12 +299,14 @@ class LaneTrainer:
                 key = draw_key(seed, epoch, step) if self.random else None
                 with tf.GradientTape() as tape:
                     tape.watch(w)
-                    loss, hits, state = self._forward(w, st, s, x, y, training=True, key=key)
+                    loss, hits, state = self._forward(w, st, s, x, y, training=True, key=key,
+                                                      randoms=randoms)
                 return loss, hits, state, tape.gradient(loss, w)
 
             loss, hits, state, grads = tf.vectorized_map(one, (
                 [v.value for v in self.stacked], [v.value for v in self.state], self.strengths,
-                self.seeds, order, self._per_replica(tx), self._per_replica(ty)))
+                self.seeds, order, self._per_replica(tx), self._per_replica(ty),
+                (self.rates, self.amounts) if self.random else ()))
             self.optimizer.apply(grads, self.stacked)
             for variable, value in zip(self.state, state):
                 variable.assign(value)

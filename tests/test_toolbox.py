@@ -111,6 +111,37 @@ def test_dropout_and_noise_are_deterministic_per_seed(executor):
     assert np.std(np.diff(first.history["loss"])) > np.std(np.diff(plain.history["loss"]))
 
 
+def test_dropout_rates_and_noise_stddevs_share_one_compiled_trainer(executor, tmp_path):
+    """A rate or stddev is mapped per lane like a penalty strength: replicas of different
+    rates train in one batch, each exactly as it trains alone; and model.keras keeps each
+    replica's own rate."""
+    from circlereg.train import structure_key
+
+    def cfg(rate, stddev):
+        return config("dropout", "train.epochs=60", "model.hidden=[16]",
+                      f"model.dropout.0.rate={rate}", f"model.noise.0.stddev={stddev}")
+
+    mixed = [cfg(0.1, 0.05), cfg(0.5, 0.2), cfg(0.3, 0.0)]
+    assert structure_key(mixed[0]) == structure_key(mixed[1]) != structure_key(mixed[2])
+    together = executor.train_all(mixed)
+    for alone_cfg, result in zip(mixed, together):
+        alone = executor.train_all([alone_cfg])[0]
+        for curve in CURVES:
+            assert np.array_equal(result.history[curve], alone.history[curve])
+    assert not np.array_equal(together[0].history["loss"], together[1].history["loss"])
+
+    import keras
+
+    result = runner.invoke(app, ["sweep", str(CONFIGS / "dropout.yaml"), "--set",
+                                 "train.epochs=20", "--set", "model.hidden=[8]",
+                                 "model.dropout.0.rate=0.2,0.6", "--no-run-figures", "--quiet",
+                                 "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    saved = sorted(tmp_path.glob("*/*/p*/seed_1/model.keras"))
+    assert [keras.saving.load_model(path).get_layer("hidden_0_dropout").rate
+            for path in saved] == [0.2, 0.6]
+
+
 def test_deeper_net_with_per_layer_penalties_runs(tmp_path):
     result = runner.invoke(app, ["run", str(CONFIGS / "l2_kernel_deep.yaml"), "--set",
                                  "train.epochs=50", "--runs-dir", str(tmp_path)])
