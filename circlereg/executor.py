@@ -294,22 +294,24 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list
                        executor.train([r.config for r in plan.replicas], advance)]
             for future in futures:
                 future.result()
+        writer.wait()
     finally:
-        if figures is not None:
-            figures.shutdown(cancel_futures=True)
+        if figures is not None:  # what was trained is written, even when interrupted
+            figures.shutdown()
         if own:
             executor.close()
     return [written[i] for i in range(len(plan.replicas))]
 
 
 def figure_pool() -> ProcessPoolExecutor:
-    """A process that draws run figures beside the writer thread: matplotlib holds the GIL
-    for the ~0.2 s of a run's two curve figures, as long as the rest of its run directory
-    takes. Started afresh (spawn: no TensorFlow, no threads inherited); Ctrl-C is left to
-    this process, which finishes writing what it had trained."""
+    """Processes, one per core, that draw run figures beside the writer thread: matplotlib
+    holds the GIL for the ~0.2 s of a run's three figures, four times what the rest of its
+    run directory takes, so one thread drawing them would leave the second core idle once
+    training ends. Started afresh (spawn: no TensorFlow, no threads inherited); Ctrl-C is
+    left to this process, which finishes writing what it had trained."""
     import multiprocessing
 
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+    return ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_figure_worker)
 
 

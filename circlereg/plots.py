@@ -35,13 +35,23 @@ def curves(history: dict, path: Path, metric: str, title: str, evaluated: str = 
     fig.savefig(path, dpi=100)
 
 
-def decision_boundary(predict, split, path: Path, title: str) -> None:
-    """The data (train filled, test hollow) over the model's predicted probability."""
+def _mesh(split) -> tuple[np.ndarray, np.ndarray]:
     points = np.concatenate([split.train_x, split.test_x])
     lo, hi = points.min(axis=0) - 0.25, points.max(axis=0) + 0.25
-    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
-    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(split.train_x.dtype)
-    prob = predict(grid).reshape(gx.shape)
+    return np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+
+
+def boundary_grid(split) -> np.ndarray:
+    """The points `decision_boundary` needs the model's predicted probability at."""
+    gx, gy = _mesh(split)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(split.train_x.dtype)
+
+
+def decision_boundary(split, probability: np.ndarray, path: Path, title: str) -> None:
+    """The data (train filled, test hollow) over the model's predicted `probability` at
+    `boundary_grid(split)` (computed by the caller, so that this draws without the model)."""
+    gx, gy = _mesh(split)
+    prob = np.asarray(probability).reshape(gx.shape)
     fig = Figure(figsize=(6.4, 5))
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.93)
     ax = fig.add_subplot()

@@ -57,22 +57,20 @@ def check_runs_dir(runs_dir: Path) -> None:
         raise ConfigError("--runs-dir", "", f"{existing} is not writable")
 
 
-@contextmanager
-def atomic_dir(final: Path):
-    """Yield a scratch folder; rename it to `final` on success (replacing a damaged run
-    left there, which --resume retrains), delete it on any failure."""
+def begin_dir(final: Path) -> Path:
+    """A fresh, empty scratch folder beside `final`, under a name no listing counts."""
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.parent / f".partial-{final.name}"
     shutil.rmtree(partial, ignore_errors=True)  # left by a killed process; never complete
     partial.mkdir()
-    try:
-        yield partial
-        if final.exists():
-            shutil.rmtree(final)
-        partial.rename(final)
-    except BaseException:  # KeyboardInterrupt included: never leave a half-written run
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    return partial
+
+
+def commit_dir(partial: Path, final: Path) -> None:
+    """Put a complete scratch folder in place, in one rename."""
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
 
 
 @contextmanager
@@ -156,10 +154,11 @@ class Writer:
     so it is used from one thread (the executor's writer thread)."""
 
     def __init__(self, outputs, figures=None):
-        """`figures`: a concurrent.futures executor (a process pool) that draws the curve
-        figures while this thread draws the decision boundary; None draws them here."""
+        """`figures`: a concurrent.futures executor (a process pool) that draws a run's
+        figures while this thread writes the rest; None draws them here."""
         self.outputs = outputs
         self.figures = figures
+        self.pending: list[Future] = []  # runs the figure pool is completing
         self._probes: dict[str, ActivationProbe] = {}
         self._convention: str | None = None
 
@@ -181,12 +180,17 @@ class Writer:
         return self._probes[key]
 
     def write(self, replica, result, split) -> dict:
-        """Write one replica's run directory (atomically); returns its metrics."""
+        """Write one replica's run directory (atomically); returns its metrics. With a
+        figure pool, the pool draws the figures and completes the folder while this thread
+        writes the next run: `wait` for it."""
         import time
 
         from circlereg import plots
         from circlereg.data import Split
 
+        for done in [future for future in self.pending if future.done()]:
+            self.pending.remove(done)
+            done.result()  # a run the pool failed to complete stops the plan here
         start = time.perf_counter()
         config = replica.config
         probe = self.prepare(config)
@@ -196,36 +200,61 @@ class Writer:
         else:  # the test points, which training never saw, measured here
             hits = (probe.predict(split.held_out_x) > 0.5) == (split.held_out_y > 0.5)
             metrics = summarize(result, probe(split.held_out_x), float(hits.mean()))
-        with atomic_dir(replica.destination) as scratch:
+        final = replica.destination
+        scratch = begin_dir(final)
+        try:
             (scratch / "config.yaml").write_text(dump(config))
             write_history(scratch / "history.csv", result.history)
             write_json(scratch / "environment.json", environment(self._convention,
                                                                  replica.source))
             name = config["name"]
-            drawing = []
+            figures = []
             if self.outputs.figures:
                 evaluated = "test" if split.held_out_x is None else "validation"
-                drawing = [self._draw(plots.curves, result.history, scratch / f"{metric}.png",
-                                      metric, f"{name}: {metric}", evaluated)
-                           for metric in ("accuracy", "loss")]
                 shown = split if split.held_out_x is None else Split(  # the test points
                     split.train_x, split.train_y, split.held_out_x, split.held_out_y)
-                plots.decision_boundary(probe.predict, shown, scratch / "decision_boundary.png",
-                                        f"{name}: decision boundary")
+                figures = [
+                    *((plots.curves, result.history, scratch / f"{metric}.png", metric,
+                       f"{name}: {metric}", evaluated) for metric in ("accuracy", "loss")),
+                    (plots.decision_boundary, shown, probe.predict(plots.boundary_grid(shown)),
+                     scratch / "decision_boundary.png", f"{name}: decision boundary")]
             if self.outputs.model:
                 model.save(scratch / "model.keras")
-            for figure in drawing:
-                figure.result()
-            metrics["write_seconds"] = round(time.perf_counter() - start, 3)
-            write_json(scratch / "metrics.json", metrics)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        job = (scratch, final, figures, metrics, time.perf_counter() - start)
+        if self.figures is None:
+            finish_run(*job)
+        else:
+            self.pending.append(self.figures.submit(finish_run, *job))
         return metrics
 
-    def _draw(self, figure, *args) -> Future:
-        if self.figures is not None:
-            return self.figures.submit(figure, *args)
-        drawn = Future()
-        drawn.set_result(figure(*args))
-        return drawn
+    def wait(self) -> None:
+        """Until every run directory handed to the figure pool is complete; raises the
+        first failure."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+
+def finish_run(scratch: Path, final: Path, figures: list[tuple], metrics: dict,
+               seconds: float) -> None:
+    """Draw a run's figures (each a plotting function and its arguments), write its
+    metrics.json (with `write_seconds`, `seconds` spent so far plus this) and put the run
+    directory in place. Runs in the writer thread or a figure process."""
+    import time
+
+    start = time.perf_counter()
+    try:
+        for draw, *args in figures:
+            draw(*args)
+        write_json(scratch / "metrics.json",
+                   {**metrics, "write_seconds": round(seconds + time.perf_counter() - start, 3)})
+        commit_dir(scratch, final)
+    except BaseException:  # never leave a half-written run
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
 
 class ActivationProbe:

@@ -85,3 +85,35 @@ def test_figures_drawn_in_the_figure_pool_are_the_figures_drawn_here(executor, t
         pool.shutdown()
     for png in ("accuracy.png", "loss.png", "decision_boundary.png"):
         assert (tmp_path / "pool" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
+
+
+def test_a_run_the_figure_pool_fails_is_never_left_looking_complete(executor, tmp_path,
+                                                                    monkeypatch):
+    """The pool completes run folders after the writer moves on: a run whose figure fails
+    leaves no folder (not even a .partial- one), the failure reaches the plan at the next
+    write or at wait(), and the other runs are complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from circlereg import plots
+    from circlereg.config import load
+    from circlereg.plan import Outputs, Replica
+    from circlereg.rundir import Writer, run_state
+
+    config = load(CONFIGS / "l1_pre_relu.yaml", ["train.epochs=20"])
+    (result,) = executor.train_all([config])
+    curves = plots.curves
+
+    def failing(history, path, *args):
+        if path.parent.name.endswith("bad"):
+            raise OSError(28, "No space left on device")
+        curves(history, path, *args)
+
+    monkeypatch.setattr(plots, "curves", failing)
+    with ThreadPoolExecutor(2) as pool:
+        writer = Writer(Outputs(), pool)
+        for name in ("good", "bad"):
+            writer.write(Replica(config, tmp_path / name), result, executor.split(config))
+        with pytest.raises(OSError, match="No space left"):
+            writer.wait()
+    assert run_state(tmp_path / "good") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good"]
