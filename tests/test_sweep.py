@@ -6,12 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from circlereg.cli import app
 from circlereg.config import ConfigError
+from circlereg.rundir import run_state
 from circlereg.sweep import choose_seeds, read_summary
 
 from .conftest import CONFIGS, ROOT
@@ -122,6 +124,55 @@ def test_sweep_killed_then_resumed_matches_a_straight_run(tmp_path):
     assert len(list(b.rglob("seed_*/metrics.json"))) == 16
     for run in a.glob("p*/seed_*"):  # the invariant: every sub-run, byte for byte
         assert fingerprint(run) == fingerprint(b / run.parent.name / run.name)
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_sweep_with_run_figures_exits_130_keeping_only_whole_runs(tmp_path):
+    """The console path (cli.main, which leaves without TensorFlow's teardown) with the
+    figure processes completing run folders: Ctrl-C exits 130 with one line, every folder
+    there is complete, no figure process outlives it, and --resume finishes the sweep."""
+    args = [a for a in KILLED if a != "--no-run-figures"]
+    command = [sys.executable, "-m", "circlereg.cli", *args, "--runs-dir", str(tmp_path),
+               "--workers", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.rglob("seed_*/metrics.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    children = _children(process.pid)
+    assert children, "the figure processes are running"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("error: interrupted; finished runs are kept")
+    runs = list(tmp_path.rglob("seed_*"))
+    assert 0 < len(runs) < 16, "the interrupt must land mid-sweep"
+    assert all(run_state(run) is None for run in runs)
+    assert not list(tmp_path.rglob(".partial-*"))
+    time.sleep(1)
+    assert not [child for child in children if _state(child) not in (None, "Z")]
+    subprocess.run([*command, "--resume"], check=True, cwd=ROOT, capture_output=True)
+    assert len(list(tmp_path.rglob("seed_*/decision_boundary.png"))) == 16
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter from /proc (Z: a zombie), None once it is gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_run_repeats_summarises_the_seeds(tmp_path):
