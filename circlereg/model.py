@@ -235,8 +235,8 @@ def train_call(model: keras.Sequential, x, key, rates, amounts):
 
 
 def uniform(key, stream: int, shape) -> tf.Tensor:
-    """Float32 uniforms in [0, 1) on a 24-bit grid, one per element of `shape`: two keyed
-    rounds of the lowbias32 mixer over the element's index.
+    """Float32 uniforms in [0, 1) on a 24-bit grid, one per element of `shape`: the
+    lowbias32 mixer over the element's index xor the stream's key.
 
     >>> u = uniform(draw_key(1, 0, 0), 3, (1000, 100))
     >>> round(float(tf.reduce_mean(u)), 2), round(float(tf.math.reduce_std(u)), 2)
@@ -264,7 +264,9 @@ def _bits(key, stream: int, shape) -> tf.Tensor:
         size *= dim
     index = tf.bitcast(tf.reshape(tf.range(size, dtype=tf.int32), shape), tf.uint32)
     key = _mix(_xor(key, stream * 0x9E3779B9 % 2**32))
-    return _mix(_mix(_xor(index, key)) + key)
+    # One round: the drawing is fused into both the forward and the backward pass, so each
+    # round costs ~0.1 s of a 4000-epoch, 4-lane dropout run (0.43 s without dropout).
+    return _mix(_xor(index, key))
 
 
 def _unit(bits):
