@@ -37,6 +37,7 @@ def finished(process, runs):
             {k: v for k, v in metrics.items() if not k.endswith("_seconds")}, err)
 
 
+@pytest.mark.slow  # three fresh processes, each importing TensorFlow: ~12 s
 def test_cold_warm_and_no_cache_give_byte_identical_runs(tmp_path):
     cache = tmp_path / "cache"
     off = circlereg(tmp_path / "off", tmp_path / "unused", enabled=False)
