@@ -11,7 +11,8 @@ trainer costs seconds to trace and compile and about as long as a batch to train
 executor keeps a `TrainerPool`: a worker prefers a task whose structure has an idle trainer,
 builds another trainer for a structure only when enough of its batches wait, and otherwise
 waits for one to come free. Initial weights are built ahead in one thread while earlier
-batches train; one writer thread writes each run directory while later batches train.
+batches train; one writer thread writes each run directory while later batches train, and
+with run figures a pool of processes (`figure_pool`) draws them and completes each folder.
 """
 
 from __future__ import annotations
