@@ -175,7 +175,7 @@ class Writer:
             self._probes[key].warm_up()
         if self._convention is None:
             self._convention = installed_convention()
-            if self.outputs.figures:
+            if self.outputs.figures and self.figures is None:  # a pool warms itself up
                 plots.warm_up()
         return self._probes[key]
 
