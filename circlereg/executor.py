@@ -29,8 +29,11 @@ from circlereg.plan import Plan, Replica
 
 WORKERS = 2  # tasks trained at once: one per core of the 2-core machines this targets
 # Building a second trainer for a structure pays when more of its batches wait than this many
-# per trainer already on it (a compile costs about three 4-lane batches of training).
-BATCHES_PER_COMPILE = 3
+# per trainer already on it: building one (tracing, and compiling when the compile cache
+# misses) costs 1.5-3.5 s of CPU beside the other worker, about eight 4-lane batches of
+# training (0.43 s each). At 3, the README's 220-run sweep built a third trainer for its last
+# few batches: 27.0 s and 44.7 s of CPU, against 23.1 s and 38.7 s without it.
+BATCHES_PER_COMPILE = 8
 POOL_LIMIT = 8  # idle compiled trainers kept; the least recently used goes first
 
 
