@@ -226,6 +226,8 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
         spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
                                  seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)
+        if run_figures:
+            executor.start_figures()
         with executor, _progress(quiet) as progress:
             folder, rows = run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
                                      executor=executor, progress=progress.advance,
@@ -535,6 +537,8 @@ def tune(
     try:
         require_optuna()
         executor = _executor(workers, chunk, backend, address, runs_dir)
+        if run_figures:
+            executor.start_figures()
         with executor, _progress(quiet) as progress:
             found = run_tune(config, space or [], (set_ or []) + _seed_override(seed), trials,
                              repeats, seeds, runs_dir, objective=objective,

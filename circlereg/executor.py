@@ -12,7 +12,7 @@ executor keeps a `TrainerPool`: a worker prefers a task whose structure has an i
 builds another trainer for a structure only when enough of its batches wait, and otherwise
 waits for one to come free. Initial weights are built ahead in one thread while earlier
 batches train; one writer thread writes each run directory while later batches train, and
-with run figures a pool of processes (`figure_pool`) draws them and completes each folder.
+with run figures the executor's processes (`figure_pool`) draw them and complete each folder.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 
 from circlereg.plan import Plan, Replica
@@ -97,15 +98,23 @@ class Executor:
                  pool: TrainerPool | None = None):
         """`workers`: batches at once (default: WORKERS locally, one actor per CPU on Ray).
         `pool`: compiled trainers to use and keep, owned by the caller (default: the
-        executor's own, for its lifetime)."""
-        from circlereg.train import LANES
-
+        executor's own, for its lifetime). Making one imports no TensorFlow."""
         self.workers, self.backend, self.address = workers, backend, address
-        self.lanes = LANES
-        self.chunk = chunk or LANES
+        self._chunk = chunk
         self.pool = pool if pool is not None else TrainerPool()
         self._splits: dict[str, object] = {}
         self._ray = None
+        self._figures: ProcessPoolExecutor | None = None
+
+    @property
+    def lanes(self) -> int:
+        from circlereg.train import LANES
+
+        return LANES
+
+    @property
+    def chunk(self) -> int:
+        return self._chunk or self.lanes
 
     def __enter__(self) -> Executor:
         return self
@@ -117,6 +126,26 @@ class Executor:
         if self._ray is not None:
             self._ray.close()
             self._ray = None
+        if self._figures is not None:  # after every run handed to it is complete
+            self._figures.shutdown()
+            self._figures = None
+
+    def figures(self) -> ProcessPoolExecutor | None:
+        """The processes that draw run figures (`figure_pool`), started on first use and
+        kept while this executor lives, so a command of several plans (tune) starts them
+        once; None where a spawned process could not import this program safely."""
+        if self._figures is None and _spawn_is_safe():
+            self._figures = figure_pool()
+        return self._figures
+
+    def start_figures(self) -> None:
+        """Start the figure processes now, for a command that will draw run figures: made
+        before TensorFlow is imported, they load matplotlib on the core that importing
+        leaves idle, rather than while both cores train."""
+        pool = self.figures()
+        if pool is not None:
+            for _ in range(WORKERS):  # a process is spawned per task while none is idle
+                pool.submit(_started)
 
     def split(self, config: dict):
         """The config's data split, loaded once per data section."""
@@ -272,8 +301,7 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list
     own = executor is None
     executor = executor or Executor()
     written: dict[int, Written] = {}
-    figures = (figure_pool() if plan.outputs.figures and len(plan.replicas) > 1
-               and _spawn_is_safe() else None)
+    figures = executor.figures() if plan.outputs.figures and len(plan.replicas) > 1 else None
     writer = Writer(plan.outputs, figures)
     try:
         # One writer thread: a batch's run directories are written while later batches
@@ -300,8 +328,7 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list
                 future.result()
         writer.wait()
     finally:
-        if figures is not None:  # what was trained is written, even when interrupted
-            figures.shutdown()
+        futures_wait(writer.pending)  # what was trained is written, even when interrupted
         if own:
             executor.close()
     return [written[i] for i in range(len(plan.replicas))]
@@ -330,6 +357,10 @@ def _spawn_is_safe() -> bool:
     path = getattr(main, "__file__", None)
     return getattr(main, "__spec__", None) is not None or path is None or \
         os.path.basename(path) == "circlereg"
+
+
+def _started() -> None:
+    """A figure process's first task: it is up once the initializer has run."""
 
 
 def _figure_worker() -> None:
