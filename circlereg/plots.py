@@ -63,10 +63,15 @@ def curves(history: dict, path: Path, metric: str, title: str, evaluated: str = 
     fig.savefig(path, dpi=100, pil_kwargs=FAST_PNG)
 
 
+BOUNDARY_SIDE = 200  # grid points along each axis of the decision boundary
+BOUNDARY_POINTS = BOUNDARY_SIDE ** 2
+
+
 def _mesh(split) -> tuple[np.ndarray, np.ndarray]:
     points = np.concatenate([split.train_x, split.test_x])
     lo, hi = points.min(axis=0) - 0.25, points.max(axis=0) + 0.25
-    return np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    return np.meshgrid(np.linspace(lo[0], hi[0], BOUNDARY_SIDE),
+                       np.linspace(lo[1], hi[1], BOUNDARY_SIDE))
 
 
 def boundary_grid(split) -> np.ndarray:
