@@ -52,7 +52,10 @@ def curves(history: dict, path: Path, metric: str, title: str, evaluated: str = 
         ax.legend()
         return fig, ax, lines
 
-    fig, ax, (train, test) = _kept(("curves", metric, evaluated), build)
+    drawn = np.concatenate([history[metric], history[f"val_{metric}"]])
+    # A kept axes with no finite value to scale to would keep the last run's limits.
+    kept = np.isfinite(drawn).any()
+    fig, ax, (train, test) = _kept(("curves", metric, evaluated), build) if kept else build()
     epochs = np.arange(1, len(history[metric]) + 1)
     train.set_data(epochs, history[metric])
     test.set_data(epochs, history[f"val_{metric}"])

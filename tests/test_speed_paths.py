@@ -88,6 +88,50 @@ def test_figures_drawn_in_the_figure_pool_are_the_figures_drawn_here(executor, t
         assert (tmp_path / "pool" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
 
 
+def test_a_run_figure_drawn_again_is_the_figure_drawn_afresh(tmp_path):
+    """Each thread keeps its run figures and redraws only what a run changes: after any runs
+    before it (longer, shorter, diverged), a run's PNGs are byte for byte those of a thread
+    that draws it first."""
+    import threading
+
+    from circlereg import plots
+    from circlereg.config import load
+    from circlereg.data import load_split
+
+    split = load_split(load(CONFIGS / "l1_pre_relu.yaml")["data"])
+    grid = plots.boundary_grid(split)
+    rng = np.random.default_rng(0)
+    names = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+    def history(epochs, finite):
+        curves = {n: np.cumsum(rng.random(epochs)).astype("float32") / epochs for n in names}
+        for n in names:
+            curves[n][finite:] = np.nan  # a run that diverged after `finite` epochs
+        return curves
+
+    runs = [(history(400, 400), 0.2), (history(90, 90), 0.5), (history(400, 3), 1.1),
+            (history(400, 0), 0.7), (history(250, 250), 2.0)]
+    for k, (_, scale) in enumerate(runs):
+        runs[k] = runs[k][0], 1 / (1 + np.exp(4 * scale * (grid ** 2).sum(axis=1) - 2 - k))
+
+    def draw(k, folder):
+        curves, probability = runs[k]
+        for metric, evaluated in (("loss", "test"), ("accuracy", "validation")):
+            plots.curves(curves, folder / f"{metric}{k}.png", metric, f"run {k}", evaluated)
+        plots.decision_boundary(split, probability, folder / f"boundary{k}.png", f"run {k}")
+
+    (tmp_path / "again").mkdir(), (tmp_path / "afresh").mkdir()
+    for k in range(len(runs)):
+        draw(k, tmp_path / "again")
+        first = threading.Thread(target=draw, args=(k, tmp_path / "afresh"))
+        first.start()
+        first.join()
+    pngs = sorted(p.name for p in (tmp_path / "afresh").iterdir())
+    assert len(pngs) == 3 * len(runs)
+    assert [name for name in pngs if (tmp_path / "again" / name).read_bytes()
+            != (tmp_path / "afresh" / name).read_bytes()] == []
+
+
 def test_a_run_the_figure_pool_fails_is_never_left_looking_complete(executor, tmp_path,
                                                                     monkeypatch):
     """The pool completes run folders after the writer moves on: a run whose figure fails
