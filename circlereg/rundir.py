@@ -137,11 +137,11 @@ def run_state(run: Path) -> str | None:
 def write_history(path: Path, history: dict) -> None:
     # %.9g round-trips float32 exactly, so equal histories give byte-identical files. One
     # format per row, not per value: a sweep writes hundreds of these files.
-    rows = np.column_stack([np.arange(1, len(history["loss"]) + 1),
-                            *(np.asarray(history[k], float) for k in HISTORY_COLUMNS[1:])])
+    columns = [range(1, len(history["loss"]) + 1),
+               *(np.asarray(history[k], float).tolist() for k in HISTORY_COLUMNS[1:])]
     row = "%d" + ",%.9g" * (len(HISTORY_COLUMNS) - 1)
     path.write_text("\n".join([",".join(HISTORY_COLUMNS),
-                               *(row % tuple(values) for values in rows.tolist())]) + "\n")
+                               *map(row.__mod__, zip(*columns))]) + "\n")
 
 
 def read_history(path: Path) -> dict[str, np.ndarray]:
