@@ -296,7 +296,11 @@ class ActivationProbe:
         self.predict(x)
         self(x)
         if boundary_points:
-            self.boundary(np.zeros((boundary_points, x.shape[1]), self.dtype))
+            from circlereg.backend import publish_compiled, quiet_stderr
+
+            with quiet_stderr():  # XLA's false alarms when it loads a cached program
+                self.boundary(np.zeros((boundary_points, x.shape[1]), self.dtype))
+            publish_compiled()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.built.model(x.astype(self.dtype), training=False))
