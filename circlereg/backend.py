@@ -166,6 +166,19 @@ def publish_compiled() -> None:
             return
 
 
+@contextmanager
+def compiling():
+    """Around a first call that XLA-compiles: with the compile cache on, XLA's false alarms
+    on each cached program it loads are kept off stderr, and the programs compiled inside
+    are shared with other processes once the block ends."""
+    if compile_cache() is None:
+        yield
+        return
+    with quiet_stderr():
+        yield
+    publish_compiled()
+
+
 def _end_cache() -> None:
     publish_compiled()
     shutil.rmtree(_stage[1], ignore_errors=True)

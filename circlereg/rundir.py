@@ -296,21 +296,20 @@ class ActivationProbe:
         self.predict(x)
         self(x)
         if boundary_points:
-            from circlereg.backend import publish_compiled, quiet_stderr
+            from circlereg.backend import compiling
+            from circlereg.model import BUILDING
 
-            with quiet_stderr():  # XLA's false alarms when it loads a cached program
+            # Its first call traces (TensorFlow's names: model.BUILDING) and compiles.
+            with BUILDING, compiling():
                 self.boundary(np.zeros((boundary_points, x.shape[1]), self.dtype))
-            publish_compiled()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.built.model(x.astype(self.dtype), training=False))
 
     def boundary(self, grid: np.ndarray) -> np.ndarray:
-        """The predicted probability at each point of `plots.boundary_grid`, for the figure."""
-        from circlereg.model import BUILDING
-
-        with BUILDING:  # its first call traces: TensorFlow's names, as model.BUILDING says
-            return np.asarray(self._boundary(grid.astype(self.dtype)))
+        """The predicted probability at each point of `plots.boundary_grid`, for the figure
+        (compiled by `warm_up`)."""
+        return np.asarray(self._boundary(grid.astype(self.dtype)))
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         outputs = self.probe([x.astype(self.dtype)], training=False)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from circlereg.backend import compile_cache, keras, publish_compiled, quiet_stderr, tf
+from circlereg.backend import compiling, keras, tf
 from circlereg.config import config_hash
 from circlereg.data import Split
 from circlereg.model import (
@@ -162,12 +162,8 @@ class LaneTrainer:
         is harmless: zero epochs change nothing, the others only read or copy state that
         `train` sets before use. With the compile cache on, programs compiled before (by any
         process) are loaded instead, and new ones are shared once compiled."""
-        if compile_cache() is None:
+        with compiling():
             self._compile_here()
-            return
-        with quiet_stderr():  # XLA's false alarm on each cached program it loads
-            self._compile_here()
-        publish_compiled()
 
     def _side(self) -> list:
         return [self.final] + ([self.restore] if self.early["enabled"]
