@@ -296,12 +296,14 @@ class ActivationProbe:
         self.predict(x)
         self(x)
         if boundary_points:
-            from circlereg.backend import compiling
+            from circlereg.backend import compiling, tf
             from circlereg.model import BUILDING
 
-            # Its first call traces (TensorFlow's names: model.BUILDING) and compiles.
-            with BUILDING, compiling():
-                self.boundary(np.zeros((boundary_points, x.shape[1]), self.dtype))
+            grid = tf.TensorSpec((boundary_points, x.shape[1]), self.dtype)
+            with BUILDING:  # tracing names things: model.BUILDING, as a trainer's trace
+                self._boundary.get_concrete_function(grid)
+            with compiling():
+                self.boundary(np.zeros(grid.shape, self.dtype))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.built.model(x.astype(self.dtype), training=False))

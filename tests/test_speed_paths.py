@@ -109,10 +109,9 @@ def test_a_run_figure_drawn_again_is_the_figure_drawn_afresh(tmp_path):
             curves[n][finite:] = np.nan  # a run that diverged after `finite` epochs
         return curves
 
-    runs = [(history(400, 400), 0.2), (history(90, 90), 0.5), (history(400, 3), 1.1),
-            (history(400, 0), 0.7), (history(250, 250), 2.0)]
-    for k, (_, scale) in enumerate(runs):
-        runs[k] = runs[k][0], 1 / (1 + np.exp(4 * scale * (grid ** 2).sum(axis=1) - 2 - k))
+    runs = [(history(epochs, finite), 1 / (1 + np.exp(4 * scale * (grid ** 2).sum(axis=1) - 2 - k)))
+            for k, (epochs, finite, scale) in enumerate(
+                [(400, 400, 0.2), (90, 90, 0.5), (400, 3, 1.1), (400, 0, 0.7), (250, 250, 2.0)])]
 
     def draw(k, folder):
         curves, probability = runs[k]
