@@ -106,13 +106,13 @@ def _executor(workers: int | None, chunk: int | None, backend: str, address: str
     from circlereg.executor import Executor
 
     return Executor(workers=workers, backend=backend, address=address, chunk=chunk,
-                    pool=TRAINERS)
+                    programs=PROGRAMS)
 
 
-# Compiled trainers for commands run in this process: None makes each command's executor own
-# its own (the CLI runs one command per process); tests set a TrainerPool they own, so the
+# Compiled programs for commands run in this process: None makes each command's executor own
+# its own (the CLI runs one command per process); tests set a Programs cache they own, so the
 # commands they invoke in one process reuse compiled graphs.
-TRAINERS = None
+PROGRAMS = None
 
 
 def _notice(message: str) -> None:

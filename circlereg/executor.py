@@ -7,10 +7,11 @@ replicas, each trained as batches of exactly `train.LANES` lanes; so how the pla
 never reaches a replica's numbers.
 
 Tasks run on local worker threads (one per core by default) or on Ray actors. A compiled
-trainer costs seconds to trace and compile and about as long as a batch to train, so each
-executor keeps a `TrainerPool`: a worker prefers a task whose structure has an idle trainer,
-builds another trainer for a structure only when enough of its batches wait, and otherwise
-waits for one to come free. Initial weights are built ahead in one thread while earlier
+program costs seconds to trace and compile and about as long as a batch to train; it is a
+pure function of what it trains, so each executor keeps one per structure (`Programs`) and
+every worker shares it: a worker prefers a task whose program is ready, else builds the
+program of a structure no worker is building, and waits only while every pending structure
+is being built. Initial weights are built ahead in one thread while earlier
 batches train; one writer thread writes each run directory while later batches train, and
 with run figures the executor's processes (`figure_pool`) draw them and complete each folder.
 """
@@ -29,13 +30,7 @@ from dataclasses import dataclass
 from circlereg.plan import Plan, Replica
 
 WORKERS = 2  # tasks trained at once: one per core of the 2-core machines this targets
-# Building a second trainer for a structure pays when more of its batches wait than this many
-# per trainer already on it: building one (tracing, and compiling when the compile cache
-# misses) costs 1.5-3.5 s of CPU beside the other worker, about eight 4-lane batches of
-# training (0.43 s each). At 3, the README's 220-run sweep built a third trainer for its last
-# few batches: 27.0 s and 44.7 s of CPU, against 23.1 s and 38.7 s without it.
-BATCHES_PER_COMPILE = 8
-POOL_LIMIT = 8  # idle compiled trainers kept; the least recently used goes first
+PROGRAM_LIMIT = 8  # compiled programs kept; the least recently used goes first
 
 
 @dataclass
@@ -64,29 +59,30 @@ def make_tasks(configs: list[dict], chunk: int, lanes: int) -> list[Task]:
             if task is not None]
 
 
-class TrainerPool:
-    """Idle compiled trainers by structure key. Owned by one Executor and lives as long as
-    it; a trainer is either in the pool or held by exactly one worker."""
+class Programs:
+    """Compiled programs (`train.LaneProgram`) by structure key. A program is a pure
+    function of what it trains, so every worker thread shares it: one trace and compile per
+    structure, however many workers train it. Owned by one Executor (or by whoever passes it
+    to several)."""
 
-    def __init__(self, limit: int = POOL_LIMIT):
+    def __init__(self, limit: int = PROGRAM_LIMIT):
         self.limit = limit
-        self._idle: collections.OrderedDict[str, list] = collections.OrderedDict()
+        self._ready: collections.OrderedDict[str, object] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
-    def has(self, key: str) -> bool:
-        return bool(self._idle.get(key))
+    def get(self, key: str):
+        with self._lock:
+            program = self._ready.get(key)
+            if program is not None:
+                self._ready.move_to_end(key)
+            return program
 
-    def take(self, key: str):
-        trainers = self._idle.get(key)
-        return trainers.pop() if trainers else None
-
-    def put(self, key: str, trainer) -> None:
-        self._idle.setdefault(key, []).append(trainer)
-        self._idle.move_to_end(key)
-        while sum(map(len, self._idle.values())) > self.limit:
-            oldest = next(k for k, idle in self._idle.items() if idle)
-            self._idle[oldest].pop(0)
-            if not self._idle[oldest]:
-                del self._idle[oldest]
+    def put(self, key: str, program) -> None:
+        with self._lock:
+            self._ready[key] = program
+            self._ready.move_to_end(key)
+            while len(self._ready) > self.limit:
+                self._ready.popitem(last=False)
 
 
 class Executor:
@@ -95,13 +91,13 @@ class Executor:
 
     def __init__(self, workers: int | None = None, backend: str = "local",
                  address: str | None = None, chunk: int | None = None,
-                 pool: TrainerPool | None = None):
+                 programs: Programs | None = None):
         """`workers`: batches at once (default: WORKERS locally, one actor per CPU on Ray).
-        `pool`: compiled trainers to use and keep, owned by the caller (default: the
+        `programs`: compiled programs to use and keep, owned by the caller (default: the
         executor's own, for its lifetime). Making one imports no TensorFlow."""
         self.workers, self.backend, self.address = workers, backend, address
         self._chunk = chunk
-        self.pool = pool if pool is not None else TrainerPool()
+        self.programs = programs if programs is not None else Programs()
         self._splits: dict[str, object] = {}
         self._ray = None
         self._figures: ProcessPoolExecutor | None = None
@@ -191,54 +187,56 @@ class Executor:
     def _train_local(self, configs: list[dict], tasks: list[Task], progress
                      ) -> Iterator[tuple[int, object]]:
         from circlereg.model import initial_state
-        from circlereg.train import LaneTrainer
+        from circlereg.train import LaneProgram
 
-        pending, busy = list(tasks), collections.Counter()
+        pending = list(tasks)
+        building: set[str] = set()  # structures a worker is tracing and compiling
         changed = threading.Condition()
         finished: collections.deque = collections.deque()
         state = {"stop": False, "error": None, "running": 0}
 
         def take() -> tuple[Task, object] | None:
-            """The next task with an idle trainer for it, or one worth building a trainer
-            for; None when nothing is left (or everything stops)."""
+            """The next task whose program is ready, or whose program no worker is building
+            yet (this worker then builds it); None when nothing is left (or everything
+            stops). A worker waits only while every pending structure is being built."""
             with changed:
                 while not state["stop"] and pending:
-                    task = next((t for t in pending if self.pool.has(t.key)), None)
-                    if task is None:
-                        waiting = collections.Counter(t.key for t in pending)
-                        task = next((t for t in pending if not busy[t.key] or waiting[t.key]
-                                     > BATCHES_PER_COMPILE * busy[t.key]), None)
+                    ready = {t.key: self.programs.get(t.key) for t in pending}
+                    task = next((t for t in pending if ready[t.key] is not None), None) or \
+                        next((t for t in pending if t.key not in building), None)
                     if task is not None:
                         pending.remove(task)
-                        busy[task.key] += 1
-                        return task, self.pool.take(task.key)
+                        if ready[task.key] is None:
+                            building.add(task.key)
+                        return task, ready[task.key]
                     changed.wait()
                 return None
 
         def work() -> None:
             while (taken := take()) is not None:
-                task, trainer = taken
+                task, program = taken
                 try:
-                    trainer = trainer or LaneTrainer(configs[task.indices[0]],
-                                                     self.split(configs[task.indices[0]]),
-                                                     traced=first_traced.set)
+                    if program is None:
+                        first = configs[task.indices[0]]
+                        program = LaneProgram(first, self.split(first), traced=first_traced.set)
+                        with changed:
+                            self.programs.put(task.key, program)
+                            building.discard(task.key)
+                            changed.notify_all()
                     first_traced.set()
                     for batch in task.batches(self.lanes):
                         starts = [starts_ahead[i].result() for i in batch]
-                        results = trainer.train([configs[i] for i in batch], starts, progress)
+                        results = program.train([configs[i] for i in batch], starts, progress)
                         with changed:
                             finished.extend(zip(batch, results))
                             changed.notify_all()
-                    with changed:
-                        self.pool.put(task.key, trainer)
                 except BaseException as err:  # handed to the consuming thread, which raises it
                     with changed:
                         state["stop"], state["error"] = True, state["error"] or err
+                        building.discard(task.key)
+                        changed.notify_all()
                 finally:
                     first_traced.set()
-                    with changed:
-                        busy[task.key] -= 1
-                        changed.notify_all()
 
         def run_worker() -> None:
             try:
@@ -248,7 +246,7 @@ class Executor:
                     state["running"] -= 1
                     changed.notify_all()
 
-        # Initial weights are built once a first trainer is traced: its traced names, and
+        # Initial weights are built once a first program is traced: its traced names, and
         # so its compile cache entry, are then the same in every process (model.BUILDING).
         first_traced = threading.Event()
 

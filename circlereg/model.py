@@ -205,12 +205,12 @@ def random_lanes(config: dict, drawn: list[keras.layers.Layer]
     return rates, amounts
 
 
-def draw_key(seed, epoch, step: int):
-    """A replica's uint32 key for one training step: train.seed, epoch (tensors) and the
-    step within the epoch."""
+def draw_key(seed, epoch, step):
+    """A replica's uint32 key for one training step: train.seed, epoch and the step within
+    the epoch (int32 tensors or ints)."""
     key = _mix(_xor(tf.bitcast(tf.cast(seed, tf.int32), tf.uint32), 0x2545F491))
     key = _mix(key + tf.bitcast(tf.cast(epoch, tf.int32), tf.uint32))
-    return _mix(key + tf.constant(step, tf.uint32))
+    return _mix(key + tf.bitcast(tf.cast(step, tf.int32), tf.uint32))
 
 
 def train_call(model: keras.Sequential, x, key, rates, amounts):

@@ -84,6 +84,18 @@ def boundary_grid(split) -> np.ndarray:
 
 
 BOUNDARY_LEVELS = np.linspace(0, 1, 11)
+# Points drawn on the decision boundary, per set: past a few thousand a scatter is a blot, and
+# drawing (and sending to a figure process) a million points would cost seconds per run.
+SHOWN_POINTS = 1000
+
+
+def shown_points(split):
+    """The split as `decision_boundary` draws it: the first SHOWN_POINTS train and test
+    points (make_circles shuffles its points, so these are a fair sample)."""
+    from circlereg.data import Split
+
+    n = SHOWN_POINTS
+    return Split(split.train_x[:n], split.train_y[:n], split.test_x[:n], split.test_y[:n])
 
 
 def decision_boundary(split, probability: np.ndarray, path: Path, title: str) -> None:
@@ -98,10 +110,11 @@ def decision_boundary(split, probability: np.ndarray, path: Path, title: str) ->
         ax = fig.add_subplot()
         for x, y, style in ((split.train_x, split.train_y, "filled"),
                             (split.test_x, split.test_y, "hollow")):
+            size = 25 if len(x) <= 200 else 6  # the study's 100 points large; more, small
             for label, color in ((0, "tab:blue"), (1, "tab:red")):
                 pick = y.ravel() == label
                 face = color if style == "filled" else "none"
-                ax.scatter(x[pick, 0], x[pick, 1], facecolors=face, edgecolors=color, s=25,
+                ax.scatter(x[pick, 0], x[pick, 1], facecolors=face, edgecolors=color, s=size,
                            label=f"{'train' if style == 'filled' else 'test'} class {label}",
                            zorder=3)
         shading = ScalarMappable(Normalize(0, 1), "RdBu_r")  # contourf's colours by band

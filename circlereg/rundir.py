@@ -211,8 +211,8 @@ class Writer:
             figures = []
             if self.outputs.figures:
                 evaluated = "test" if split.held_out_x is None else "validation"
-                shown = split if split.held_out_x is None else Split(  # the test points
-                    split.train_x, split.train_y, split.held_out_x, split.held_out_y)
+                shown = plots.shown_points(split if split.held_out_x is None else Split(
+                    split.train_x, split.train_y, split.held_out_x, split.held_out_y))
                 figures = [
                     *((plots.curves, result.history, scratch / f"{metric}.png", metric,
                        f"{name}: {metric}", evaluated) for metric in ("accuracy", "loss")),
@@ -306,28 +306,50 @@ class ActivationProbe:
                 self.boundary(np.zeros(grid.shape, self.dtype))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.built.model(x.astype(self.dtype), training=False))
+        return np.concatenate([np.asarray(self.built.model(rows.astype(self.dtype),
+                                                           training=False))
+                               for rows in _rows(x)])
 
     def boundary(self, grid: np.ndarray) -> np.ndarray:
         """The predicted probability at each point of `plots.boundary_grid`, for the figure
         (compiled by `warm_up`)."""
         return np.asarray(self._boundary(grid.astype(self.dtype)))
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        outputs = self.probe([x.astype(self.dtype)], training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return [np.asarray(o) for o in outputs]
+    def __call__(self, x: np.ndarray) -> list[tuple[float, float]]:
+        """Each hidden layer's (mean activation, share of exact zeros) over the points `x`,
+        taken PROBE_ROWS points at a time and weighted by their count (one call, and the
+        numbers of a whole-set call, up to PROBE_ROWS points)."""
+        parts = []
+        for rows in _rows(x):
+            outputs = self.probe([rows.astype(self.dtype)], training=False)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            parts.append([(len(rows), float(np.asarray(o).mean()),
+                           float((np.asarray(o) == 0).mean())) for o in outputs])
+        if len(parts) == 1:
+            return [(mean, zeros) for _, mean, zeros in parts[0]]
+        return [(sum(n * mean for n, mean, _ in layer) / len(x),
+                 sum(n * zeros for n, _, zeros in layer) / len(x)) for layer in zip(*parts)]
 
 
-def summarize(result, activations: list[np.ndarray], held_out_accuracy: float | None = None
-              ) -> dict:
+# Points per eager call of the probe: one hidden layer's activations for a million points would
+# take 2 GB.
+PROBE_ROWS = 8192
+
+
+def _rows(x: np.ndarray) -> list[np.ndarray]:
+    return [x[start:start + PROBE_ROWS] for start in range(0, len(x), PROBE_ROWS)]
+
+
+def summarize(result, hidden: list[tuple[float, float]],
+              held_out_accuracy: float | None = None) -> dict:
     """metrics.json: final figures, the best test epoch, hidden-layer sparsity, and the
     compiled shape that trained it. Everything but the *_seconds keys depends only on the
     replica's config and seed.
 
     With a validation split (`data.n_validation`), what training measured on its validation
     data is `val_loss`/`val_accuracy` (and `best_val_*`), and `test_accuracy` and `gap` are
-    on the held-out test points (`held_out_accuracy`, which `activations` were taken on)."""
+    on the held-out test points (`held_out_accuracy`, which `hidden`, each hidden layer's
+    mean activation and share of zeros from `ActivationProbe`, was taken on)."""
     val = np.asarray(result.history["val_accuracy"])
     best = int(np.nanargmax(val)) if np.isfinite(val).any() else 0
     final = {k: float(v) for k, v in result.final.items()}
@@ -346,9 +368,8 @@ def summarize(result, activations: list[np.ndarray], held_out_accuracy: float | 
         "stopped_epoch": result.stopped_epoch,
         "diverged": bool(not np.isfinite(result.history["loss"]).all()),
         "hidden_layers": [
-            {"layer": i, "mean_activation": float(a.mean()),
-             "zero_fraction": float((a == 0).mean())}
-            for i, a in enumerate(activations)
+            {"layer": i, "mean_activation": mean, "zero_fraction": zeros}
+            for i, (mean, zeros) in enumerate(hidden)
         ],
         "seed": result.seed,
         "compiled_shape": result.shape,

@@ -10,23 +10,23 @@ CONFIGS = ROOT / "configs"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def trainers():
-    """One pool of compiled trainers for the session, owned here: every executor the tests
+def programs():
+    """One cache of compiled programs for the session, owned here: every executor the tests
     make, and every command they invoke in this process, reuses its compiled graphs."""
     from circlereg import cli
-    from circlereg.executor import TrainerPool
+    from circlereg.executor import Programs
 
-    cli.TRAINERS = TrainerPool(limit=64)
-    yield cli.TRAINERS
-    cli.TRAINERS = None
+    cli.PROGRAMS = Programs(limit=64)
+    yield cli.PROGRAMS
+    cli.PROGRAMS = None
 
 
 @pytest.fixture(scope="session")
-def executor(trainers):
-    """An executor on the session's pool, for tests that train without the CLI."""
+def executor(programs):
+    """An executor on the session's programs, for tests that train without the CLI."""
     from circlereg.executor import Executor
 
-    with Executor(pool=trainers) as shared:
+    with Executor(programs=programs) as shared:
         yield shared
 
 

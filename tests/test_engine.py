@@ -49,11 +49,16 @@ def test_float32_engines_agree_on_the_first_epochs(executor):
         assert relative(ours.history[curve], reference.history[curve]) < 1e-5, curve
 
 
-def test_each_replica_in_a_batch_is_bit_identical_to_its_single_run(executor):
-    """Seeds and strengths of batch-mates never reach a replica: same bits alone or not."""
-    base = study_config("l1_pre_relu", "train.epochs=60")
+@pytest.mark.parametrize("batch", [
+    ["train.epochs=60"],  # the study's full batch
+    ["train.epochs=12", "train.batch_size=7"],  # 4 minibatches of 7 and one of 2 per epoch
+])
+def test_each_replica_in_a_batch_is_bit_identical_to_its_single_run(executor, batch):
+    """Seeds and strengths of batch-mates never reach a replica: same bits alone or not,
+    with the full batch and with minibatches (each lane shuffles by its own seed)."""
+    base = study_config("l1_pre_relu", *batch)
     replicas = [with_seed(base, 1), with_seed(base, 2),
-                with_seed(study_config("l1_pre_relu", "train.epochs=60",
+                with_seed(study_config("l1_pre_relu", *batch,
                                        "model.regularizers.0.l1=0.003"), 3)]
     batched = executor.train_all(replicas)
     for config, together in zip(replicas, batched):
@@ -62,7 +67,8 @@ def test_each_replica_in_a_batch_is_bit_identical_to_its_single_run(executor):
         for curve in CURVES:
             assert np.array_equal(together.history[curve], alone.history[curve]), curve
         assert together.final == alone.final
-        assert together.shape == {"engine": "compiled", "lanes": LANES, "segment_epochs": 8}
+        assert together.shape == {"engine": "compiled", "lanes": LANES,
+                                  "segment_epochs": -(-base["train"]["epochs"] // 8)}
     # and the replicas really differ: different seeds and strengths train differently
     assert not np.allclose(batched[0].history["loss"], batched[1].history["loss"])
     assert batched[2].history["loss"][0] > batched[0].history["loss"][0]
@@ -77,6 +83,55 @@ def test_minibatches_train_every_point_each_epoch(executor):
     counts = result.history["accuracy"] * 30
     assert np.allclose(counts, np.round(counts), atol=1e-4)
     assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def hlo_size(n_train: int, n_test: int) -> int:
+    """Instructions in the compiled epoch loop's program for this much data (batch 32)."""
+    import tensorflow as tf
+
+    from circlereg.train import LaneProgram
+
+    config = study_config("baseline", "train.epochs=2", "model.hidden=[8]",
+                          f"data.n_train={n_train}", f"data.n_samples={n_train + n_test}")
+    program = LaneProgram(config, load_split(config["data"]))
+    carry, lanes = program._zeros()
+    hlo = program.run.experimental_get_compiler_ir(carry, lanes, program.data, tf.constant(0),
+                                                   tf.constant(1))(stage="hlo")
+    return sum(1 for line in hlo.splitlines() if " = " in line)
+
+
+def test_the_program_does_not_grow_with_the_data():
+    """The minibatch steps and evaluation batches are loops: 100 points (3 batches of 32 and
+    one of 4) and 3000 (93 and one of 24) compile to programs of the same size."""
+    small, large = hlo_size(100, 70), hlo_size(3000, 2010)
+    assert small == large
+    assert hlo_size(30, 70) < small  # one full batch: no shuffle, no loop over steps
+
+
+@pytest.mark.slow
+def test_minibatch_engines_agree_in_distribution():
+    """300 points in batches of 32 for 50 epochs, 8 seeds each: the compiled engine and
+    model.fit shuffle from different streams, so their runs differ seed by seed, but their
+    final test accuracies and losses must look like draws from one distribution."""
+    from scipy import stats
+
+    from circlereg.executor import Executor
+
+    base = study_config("baseline", "train.epochs=50", "data.n_train=300",
+                        "data.n_samples=600")
+    configs = [with_seed(base, seed) for seed in range(1, 9)]
+    split = load_split(base["data"])
+    with Executor() as executor:
+        ours = executor.train_all(configs)
+    fit = [train_fit(config, split) for config in configs]
+    for metric in ("test_accuracy", "test_loss", "train_loss"):
+        a = [r.final[metric] for r in ours]
+        b = [r.final[metric] for r in fit]
+        assert stats.ttest_ind(a, b, equal_var=False).pvalue > 0.01, (metric, a, b)
+        assert stats.ks_2samp(a, b).pvalue > 0.01, (metric, a, b)
+    # and both learned: 50 epochs of 10 steps lift every run well above chance
+    assert min(r.final["test_accuracy"] for r in ours + fit) > 0.7
+    assert max(r.final["test_loss"] for r in ours + fit) < 0.6
 
 
 @pytest.mark.slow

@@ -182,7 +182,7 @@ def mtimes(folder):
     return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("metrics.json")}
 
 
-def test_interrupted_tune_resumes_without_training_a_trial_twice(tmp_path, trainers):
+def test_interrupted_tune_resumes_without_training_a_trial_twice(tmp_path, programs):
     """Ctrl-C in the second batch, after two of its three trials are written: --resume
     finishes the trials asked before it with the values they were drawn with, training only
     the third, then asks for no more than were asked for."""
@@ -205,7 +205,7 @@ def test_interrupted_tune_resumes_without_training_a_trial_twice(tmp_path, train
                 time.sleep(0.01)
             raise KeyboardInterrupt
 
-    with Executor(workers=1, pool=trainers) as executor:  # lane batches one after the other
+    with Executor(workers=1, programs=programs) as executor:  # lane batches one after the other
         with pytest.raises(KeyboardInterrupt):
             run_tune(*args, batch=3, executor=executor, progress=progress)
         (folder,) = (tmp_path / "l1_pre_relu-tune").iterdir()
