@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from circlereg.backend import compiling, keras, tf
-from circlereg.config import config_hash
+from circlereg.config import LANES, config_hash
 from circlereg.data import Split
 from circlereg.model import (
     BUILDING,
@@ -40,10 +40,6 @@ from circlereg.model import (
 )
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
-# Replicas per compiled graph, the same for every structure. Measured on 2 cores (4000
-# epochs of the study net): 4 lanes train in 0.84 s against 0.28 s for one replica alone,
-# and a 220-run sweep takes 9% longer than at 16 lanes, where a lone run would take 2.0 s.
-LANES = 4
 # Every trainer traces its own functions by design; TensorFlow's "excessive retracing"
 # warning about that is noise here.
 tf.get_logger().setLevel("ERROR")

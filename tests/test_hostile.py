@@ -255,3 +255,35 @@ def test_reproduce_spec_that_is_not_utf8(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_bytes(b"name: \xff\xfe\n")
     assert_refused(tmp_path, ["reproduce", "--spec", spec], "not readable YAML")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "data.n_samples=1000000", "--set", "data.n_train=999999",
+      "--set", "train.batch_size=1000000"],
+     "train.batch_size: a batch of 999999 points needs about 64 GB to train 4 replicas at once, "
+     "more than 50% of this machine's 24 GB: at most 187494 points fit, got 1000000"),
+    # the evaluation batch counts too: 900000 test points in batches of 500000
+    (["--set", "data.n_samples=1000000", "--set", "data.n_train=100000",
+      "--set", "train.batch_size=500000"], "a batch of 500000 points needs about 32 GB"),
+    (["--set", "model.hidden=[100000,100000]"],
+     "model.hidden: 10000500001 weights need about 1600 GB to train 4 replicas at once"),
+])
+def test_what_cannot_train_in_memory_is_refused_before_training(tmp_path, monkeypatch, args,
+                                                                 expected):
+    """On a 24 GB machine; `validate` refuses it too."""
+    from circlereg import config
+
+    monkeypatch.setattr(config, "_machine_memory", lambda: 24 * 10**9)
+    assert_refused(tmp_path, ["run", BASELINE, *args], expected)
+    result = runner.invoke(app, ["validate", BASELINE, *args])
+    assert result.exit_code == 2 and expected in result.output, result.output
+
+
+def test_a_million_points_in_minibatches_train_in_memory(tmp_path, monkeypatch):
+    """The largest data set the schema takes, in batches of 32, is no refusal."""
+    from circlereg import config
+
+    monkeypatch.setattr(config, "_machine_memory", lambda: 24 * 10**9)
+    result = runner.invoke(app, ["validate", BASELINE, "--set", "data.n_samples=1000000",
+                                 "--set", "data.n_train=500000"])
+    assert result.exit_code == 0, result.output

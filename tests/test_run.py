@@ -202,3 +202,22 @@ def test_only_known_start_up_lines_are_dropped(line, chatter):
     from circlereg.backend import CHATTER
 
     assert bool(CHATTER.fullmatch(line)) == chatter
+
+
+@pytest.mark.slow
+def test_a_million_points_train_an_epoch_in_minibatches(tmp_path):
+    """The largest data set the schema takes: 500000 training points in 15625 minibatches
+    and 500000 test points, one epoch, every file written (the figure shows a sample)."""
+    result = runner.invoke(app, [
+        "run", str(CONFIGS / "baseline.yaml"), "--set", "data.n_samples=1000000",
+        "--set", "data.n_train=500000", "--set", "train.epochs=1", "--set",
+        "model.hidden=[16]", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (path,) = (tmp_path / "baseline").iterdir()
+    assert {p.name for p in path.iterdir()} == RUN_FILES
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["test_accuracy"] > 0.7
+    # accuracies are counts over the 500000 points of each set
+    hits = metrics["test_accuracy"] * 500000
+    assert abs(hits - round(hits)) < 0.1
+    assert matplotlib.image.imread(path / "decision_boundary.png").shape[:2] == (500, 640)
