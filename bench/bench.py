@@ -27,6 +27,13 @@ its own that starts empty:
     tune       `circlereg tune` of the L1 strength, 200 trials x 5 seeds (1000 runs), and the
                1000-run sweep it is compared with (200 strengths x 5 seeds), both
                --no-run-figures (needs circlereg[tune])
+    datasize   one run of configs/l1_pre_relu.yaml as the data grow: n_train 30 (the study,
+               4000 epochs), then 300, 1000, 3000 and 30000 (as many test points, batch 32,
+               20 epochs), with the compiled engine and with `train.engine: fit`, each a
+               first call (CIRCLEREG_COMPILE_CACHE=0); fit at n_train 30 is the peer's time.
+               Also each size's trace and compile alone (building the compiled program in
+               a process of its own), and a million points (500000 train, 1 epoch). A
+               command past --datasize-timeout seconds is stopped and shown as such.
 
 --before PATH times every row on a second checkout too (e.g. a `git worktree` of main), each
 row alternating between the two within the same minute, so that a busy machine slows both
@@ -49,7 +56,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "bench" / "peer.py"
 CONFIG = "configs/l1_pre_relu.yaml"
-ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce", "tune")
+ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce", "tune", "datasize")
+DATA_SIZES = (30, 300, 1000, 3000, 30000)
 L1 = "model.regularizers.0.l1"
 PLACEMENTS = "model.regularizers.0.placement=pre_activation,post_activation"
 # Issue 13's goals on a 2-core machine: (label, row, what is measured, goal, at most?)
@@ -63,17 +71,27 @@ GOALS = (
 )
 
 
-def timed(cmd: list[str], cwd: Path, env: dict, ok: tuple[int, ...] = (0,)
-          ) -> tuple[float, str, float, int]:
+def timed(cmd: list[str], cwd: Path, env: dict, ok: tuple[int, ...] = (0,),
+          timeout: float | None = None) -> tuple[float, str, float, int]:
     """(wall seconds, stdout, peak RSS of that child in MB, exit code); exits unless the
-    child's exit code is in `ok`."""
+    child's exit code is in `ok`. Past `timeout` seconds the child is killed: exit code -9."""
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
+        deadline = None if timeout is None else start + timeout
+        while True:  # this child's own rusage, from wait4
+            pid, status, usage = os.wait4(child.pid, 0 if deadline is None else os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                child.kill()
+                deadline = None
+            time.sleep(0.05)
         seconds = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
+        if child.returncode == -9 and timeout is not None:
+            return seconds, "", usage.ru_maxrss * 1024 / 1e6, -9
         if child.returncode not in ok:
             sys.exit(f"failed (exit {child.returncode}): {' '.join(cmd)}\n{err.read()[-2000:]}")
         return seconds, out.read(), usage.ru_maxrss * 1024 / 1e6, child.returncode
@@ -87,12 +105,38 @@ class Tree:
         self.env = {**os.environ, "XDG_CACHE_HOME": str(self.scratch / "cache")}
         self.env.pop("CIRCLEREG_COMPILE_CACHE", None)
 
-    def circlereg(self, row: str, *args: str, ok=(0,)) -> tuple[float, float, Path, int]:
+    def circlereg(self, row: str, *args: str, ok=(0,), env=None, timeout=None
+                  ) -> tuple[float, float, Path, int]:
         """(seconds, peak MB, runs dir, exit code) of one circlereg command."""
         runs = self.scratch / row
         seconds, _, mem, code = timed([sys.executable, "-m", "circlereg.cli", *args,
-                                       "--runs-dir", str(runs)], self.root, self.env, ok)
+                                       "--runs-dir", str(runs)], self.root,
+                                      {**self.env, **(env or {})}, ok, timeout)
         return seconds, mem, runs, code
+
+    def build_seconds(self, overrides: list[str], timeout: float) -> float | None:
+        """Seconds to trace and XLA-compile the compiled program of l1_pre_relu.yaml with
+        `overrides`, in a fresh process without the compile cache (None: past timeout)."""
+        code = BUILD.format(config=CONFIG, overrides=overrides)
+        _, out, _, status = timed([sys.executable, "-c", code], self.root,
+                                  {**self.env, "CIRCLEREG_COMPILE_CACHE": "0"}, (0,), timeout)
+        return None if status == -9 else float(out.split()[-1])
+
+
+# Run in a tree's root: builds the program that trains one batch of the config (the class
+# is LaneTrainer before the engine's loops, LaneProgram after).
+BUILD = """
+import time
+from circlereg.config import load
+from circlereg.data import load_split
+from circlereg import train
+config = load({config!r}, {overrides!r})
+split = load_split(config["data"])
+build = getattr(train, "LaneProgram", None) or getattr(train, "LaneTrainer")
+start = time.perf_counter()
+build(config, split)
+print(time.perf_counter() - start)
+"""
 
 
 def train_seconds(runs: Path, name: str) -> float:
@@ -111,6 +155,8 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(ROWS),
                     help=f"comma list of circlereg rows to time, of {','.join(ROWS)}")
     ap.add_argument("--before", type=Path, help="another checkout to time alongside")
+    ap.add_argument("--datasize-timeout", type=float, default=300,
+                    help="seconds after which a datasize command is stopped")
     args = ap.parse_args()
     only = [row.strip() for row in args.only.split(",") if row.strip()]
     if unknown := sorted(set(only) - set(ROWS)):
@@ -165,6 +211,8 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
     }
     measured: dict[str, dict[str, dict]] = {tree.name: {} for tree in trees}
     for row in only:
+        if row == "datasize":
+            continue
         for label, runs_done, command in commands[row]:
             for tree in trees:  # alternating: both sides see the same load
                 seconds, mem, runs, code = tree.circlereg(row, *command, ok=(0, 1))
@@ -182,7 +230,10 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
                 extra = f"  exit {code}" if row == "reproduce" else ""
                 print(f"{tree.name:>6} {label:<18} {seconds:7.1f} s  {mem:6.0f} MB{extra}",
                       flush=True)
-    _report(peer_one, peer_mem, trees, measured)
+    if any(row != "datasize" for row in only):
+        _report(peer_one, peer_mem, trees, measured)
+    if "datasize" in only:
+        _datasize(args, trees, peer_one)
 
 
 def _report(peer_one: float, peer_mem: float, trees: list[Tree], measured: dict) -> None:
@@ -214,6 +265,54 @@ def _report(peer_one: float, peer_mem: float, trees: list[Tree], measured: dict)
         print(f"{label:<42}{('<= ' if at_most else '>= ') + f'{goal:g}':>10}{cells}")
     print("(! marks a goal not met; ratios are the peer's time for the same number of runs "
           "over circlereg's)")
+
+
+# Issue 20's goals on a 2-core machine, from the datasize table.
+DATA_GOALS = "compiled no slower than fit at 300+ and faster from 1000; trace+compile at " \
+    "3000 within 1.5x of 30; peak memory at 3000 <= 1.5 GB; a million points complete"
+
+
+def _datasize(args: argparse.Namespace, trees: list[Tree], peer_one: float) -> None:
+    """The data-size table: each size's first call with each engine, wall time and peak
+    memory, and the compiled program's trace and compile alone."""
+    off = {"CIRCLEREG_COMPILE_CACHE": "0"}
+    limit = args.datasize_timeout
+    sizes = [(n, 4000 if n == 30 else 20, 100 if n == 30 else 2 * n) for n in DATA_SIZES]
+    sizes.append((500_000, 1, 1_000_000))  # the largest data set the schema takes
+    print(f"\ndata size: first calls, no compile cache, batch 32; fit at n_train 30 is the "
+          f"peer; '>' marks a command stopped after {limit:.0f} s")
+    print(f"{'tree':<7}{'n_train':>8}{'epochs':>7}{'steps':>7}{'compiled s':>11}{'MB':>7}"
+          f"{'fit s':>9}{'MB':>7}{'fit/comp':>9}{'build s':>9}{'x n=30':>8}")
+    first_build: dict[str, float] = {}
+    for n, epochs, samples in sizes:
+        overrides = [f"data.n_train={n}", f"data.n_samples={samples}", "train.batch_size=32",
+                     f"train.epochs={epochs}"]
+        sets = [arg for override in overrides for arg in ("--set", override)]
+        for tree in trees:  # alternating: both sides see the same load
+            seconds, mb, _, code = tree.circlereg("datasize", "run", CONFIG, *sets, "--quiet",
+                                                  env=off, timeout=limit)
+            stopped = "" if code == 0 else ">"
+            cells = f"{stopped + format(seconds, '.1f'):>11}{mb:>7.0f}"
+            if n == 30:
+                cells += f"{peer_one:>9.1f}{'':>7}{peer_one / seconds:>9.2f}"
+            elif n < 500_000:
+                fit, fit_mb, _, fit_code = tree.circlereg(
+                    "datasize", "run", CONFIG, *sets, "--set", "train.engine=fit", "--quiet",
+                    env=off, timeout=limit)
+                ratio = fit / seconds if code == fit_code == 0 else float("nan")
+                cells += f"{('' if fit_code == 0 else '>') + format(fit, '.1f'):>9}" \
+                         f"{fit_mb:>7.0f}{ratio:>9.2f}"
+            else:
+                cells += f"{'-':>9}{'':>7}{'':>9}"
+            build = tree.build_seconds(overrides, limit) if n < 500_000 else None
+            if n == 30 and build is not None:
+                first_build[tree.name] = build
+            if build is None:
+                cells += f"{'-':>9}{'':>8}"
+            else:
+                cells += f"{build:>9.2f}{build / first_build.get(tree.name, build):>7.2f}x"
+            print(f"{tree.name:<7}{n:>8}{epochs:>7}{-(-n // 32):>7}{cells}", flush=True)
+    print(f"goals (issue 20): {DATA_GOALS}")
 
 
 if __name__ == "__main__":
