@@ -18,11 +18,14 @@ import typer
 
 from circlereg import __version__
 from circlereg.config import ConfigError, load
+from circlereg.shipped import config_file
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Run, sweep and reproduce regularization experiments on the "
                        "concentric-circles overfitting study.")
 
+CONFIG_HELP = ("A YAML config file, or the name of a shipped config (circlereg configs lists "
+               "them), e.g. l1_pre_relu.")
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a config key, e.g. --set model.regularizers.0.l1=1e-3 "
                   "(repeatable; list items by index).")]
@@ -121,7 +124,7 @@ def _notice(message: str) -> None:
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/l1_pre_relu.yaml")],
+    config: Annotated[Path, typer.Argument(help=CONFIG_HELP)],
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
@@ -145,6 +148,7 @@ def run(
     try:
         if resume:
             raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
+        config = config_file(config)
         resolved = load(config, (set_ or []) + _seed_override(seed))
         executor = _executor(workers, None, backend, address, runs_dir)
         from circlereg.run import run_one
@@ -175,7 +179,8 @@ def run(
 @app.command()
 def sweep(
     config: Annotated[str | None, typer.Argument(
-        help="Base YAML config (none with --spec: the spec names it).", show_default=False)]
+        help="Base config: a YAML file or a shipped config's name (none with --spec: the spec "
+             "names it).", show_default=False)]
     = None,
     axes: Annotated[list[str] | None, typer.Argument(
         help="Swept keys: key=v1,v2 | key=choice(v1,v2) | key=range(a,b[,step]) | "
@@ -223,6 +228,7 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
     from circlereg.sweep import run_sweep
 
     try:
+        configs = [config_file(config) for config in configs]
         spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
                                  seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)
@@ -300,7 +306,8 @@ def _spread(row: dict, statistic: str) -> str:
 
 @app.command()
 def compare(
-    configs: Annotated[list[Path], typer.Argument(help="Configs to put side by side.")],
+    configs: Annotated[list[Path], typer.Argument(
+        help="Configs to put side by side: YAML files or shipped configs' names.")],
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
@@ -419,14 +426,15 @@ def list_runs(runs_dir: Annotated[Path, typer.Argument(help="Folder to list.")] 
 
 @app.command()
 def validate(
-    configs: Annotated[list[Path], typer.Argument(help="YAML configs to check.")],
+    configs: Annotated[list[Path], typer.Argument(
+        help="Configs to check: YAML files or shipped configs' names.")],
     set_: SetOption = None,
 ) -> None:
     """Check configs without training (and without importing TensorFlow)."""
     bad = 0
     for path in configs:
         try:
-            resolved = load(path, set_ or [])
+            resolved = load(config_file(path), set_ or [])
         except ConfigError as err:
             typer.echo(f"error: {err}", err=True)
             bad += 1
@@ -493,7 +501,8 @@ def _export(export, view: str | None = None) -> None:
 
 @app.command()
 def tune(
-    config: Annotated[Path, typer.Argument(help="Base YAML config.")],
+    config: Annotated[Path, typer.Argument(
+        help="Base config: a YAML file or a shipped config's name.")],
     space: Annotated[list[str] | None, typer.Argument(
         help="Searched keys: key=uniform(a,b) | loguniform(a,b) | interval(a,b) | int(a,b) | "
              "intlog(a,b) | range(a,b[,step]) | choice(v1,v2,...) (values are YAML, e.g. "
@@ -536,6 +545,7 @@ def tune(
 
     try:
         require_optuna()
+        config = config_file(config)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         if run_figures:
             executor.start_figures()

@@ -131,7 +131,11 @@ def test_negative_seed(tmp_path):
 def test_missing_config_file(tmp_path):
     result = run("run", tmp_path / "nope.yaml", "--runs-dir", tmp_path)
     assert result.exit_code == 2
-    assert result.output.strip() == f"error: {tmp_path / 'nope.yaml'}: no such config file"
+    assert result.output.strip() == (f"error: {tmp_path / 'nope.yaml'}: no such config file, "
+                                     "nor a shipped config; shipped: baseline, batchnorm, "
+                                     "custom_penalties, dropout, early_stopping, gaussian_noise, "
+                                     "l1_kernel, l1_l2_activity, l1_post_relu, l1_pre_relu, "
+                                     "l2_kernel, l2_kernel_deep, max_norm")
 
 
 def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):

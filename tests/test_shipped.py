@@ -1,9 +1,18 @@
 """The study as circlereg ships it: configs and reproduction spec as package data, shipped
 configs by name, `circlereg configs`."""
 
+import json
 from importlib import resources
 
+import pytest
+from typer.testing import CliRunner
+
+from circlereg import shipped
+from circlereg.cli import app
+
 from .conftest import CONFIGS
+
+runner = CliRunner()
 
 
 def test_the_package_ships_every_file_under_configs_byte_for_byte():
@@ -16,3 +25,57 @@ def test_the_package_ships_every_file_under_configs_byte_for_byte():
                      for path in CONFIGS.rglob("*.yaml")}
     assert "reproduce/study.yaml" in shipped and "l1_pre_relu.yaml" in shipped
     assert shipped == in_repository
+
+
+# --- shipped configs by name ------------------------------------------------------------------
+
+SHIPPED = ("baseline, batchnorm, custom_penalties, dropout, early_stopping, gaussian_noise, "
+           "l1_kernel, l1_l2_activity, l1_post_relu, l1_pre_relu, l2_kernel, l2_kernel_deep, "
+           "max_norm")
+
+
+def test_a_name_is_the_shipped_config():
+    assert shipped.config_file("l1_pre_relu") == CONFIGS / "l1_pre_relu.yaml"
+    assert ", ".join(shipped.configs()) == SHIPPED
+
+
+def test_a_file_wins_over_a_shipped_name_and_a_folder_does_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "l1_pre_relu").write_text("name: mine\n")
+    (tmp_path / "baseline").mkdir()
+    result = runner.invoke(app, ["validate", "l1_pre_relu", "baseline"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["ok: l1_pre_relu (mine)", "ok: baseline (baseline)"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "l1_pre_rel"], ["run", "l1_pre_rel", "--repeats", "2"],
+    ["sweep", "l1_pre_rel", "train.epochs=2,3"], ["compare", "baseline", "l1_pre_rel"],
+    ["tune", "l1_pre_rel", "model.regularizers.0.l1=loguniform(1e-6,1e-2)"],
+    ["validate", "l1_pre_rel"]])
+def test_neither_a_file_nor_a_shipped_name_lists_the_shipped_names(argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*argv, "--runs-dir", "runs"] if argv[0] != "validate" else argv)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: l1_pre_rel: no such config file, nor a shipped config (did you mean "
+        f"l1_pre_relu?); shipped: {SHIPPED}"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_shipped_name_runs_as_its_file_does(tmp_path):
+    """The same resolved config, hash, run name and numbers as the file itself."""
+    made = {}
+    for how, config in (("name", "l1_pre_relu"), ("file", str(CONFIGS / "l1_pre_relu.yaml"))):
+        result = runner.invoke(app, ["run", config, "--set", "train.epochs=5", "--quiet",
+                                     "--no-run-figures", "--runs-dir", str(tmp_path / how)])
+        assert result.exit_code == 0, result.output
+        (made[how],) = (tmp_path / how / "l1_pre_relu").iterdir()
+    by_name, by_file = made["name"], made["file"]
+    assert by_name.name.split("-")[-1] == by_file.name.split("-")[-1]  # the config's hash
+    assert (by_name / "config.yaml").read_bytes() == (by_file / "config.yaml").read_bytes()
+    numbers = [{k: v for k, v in json.loads((run / "metrics.json").read_text()).items()
+                if not k.endswith("_seconds")} for run in (by_name, by_file)]
+    assert numbers[0] == numbers[1] and numbers[0]["epochs"] == 5
+    source = json.loads((by_name / "environment.json").read_text())["config_source"]
+    assert source == str(CONFIGS / "l1_pre_relu.yaml")
