@@ -18,7 +18,7 @@ import typer
 
 from circlereg import __version__
 from circlereg.config import ConfigError, load
-from circlereg.shipped import config_file
+from circlereg.shipped import config_file, reproduction_spec
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Run, sweep and reproduce regularization experiments on the "
@@ -373,8 +373,9 @@ def _progress(quiet: bool):
 
 @app.command()
 def reproduce(
-    spec: Annotated[Path, typer.Option(help="Reproduction spec (YAML).")]
-    = Path("configs/reproduce/study.yaml"),
+    spec: Annotated[Path | None, typer.Option(
+        help="Reproduction spec (YAML); default: the study's, shipped with circlereg.",
+        show_default=False)] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per model (default: the spec's).")]
     = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's).")] = None,
@@ -390,7 +391,7 @@ def reproduce(
     from circlereg.reproduce import failing_rows, load_spec
     from circlereg.reproduce import reproduce as run_reproduction
     try:
-        loaded = load_spec(spec, seeds, epochs)
+        loaded = load_spec(spec or reproduction_spec(), seeds, epochs)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         with executor, _progress(quiet) as progress:
             folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,

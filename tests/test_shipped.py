@@ -79,3 +79,12 @@ def test_a_shipped_name_runs_as_its_file_does(tmp_path):
     assert numbers[0] == numbers[1] and numbers[0]["epochs"] == 5
     source = json.loads((by_name / "environment.json").read_text())["config_source"]
     assert source == str(CONFIGS / "l1_pre_relu.yaml")
+
+
+def test_reproduce_reads_the_shipped_spec_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["reproduce", "--epochs", "0", "--runs-dir", "runs"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: {CONFIGS / 'reproduce' / 'study.yaml'}: epochs: must be an integer in "
+        "[1, 1000000], got 0"]
