@@ -445,6 +445,34 @@ def validate(
         raise typer.Exit(2)
 
 
+@app.command("configs")
+def shipped_configs(
+    copy: Annotated[Path | None, typer.Option(
+        "--copy", metavar="DIR", show_default=False,
+        help="Write the shipped configs into DIR to edit, the reproduction spec as "
+             "DIR/reproduce/study.yaml; never overwrites a file.")] = None,
+) -> None:
+    """List the configs shipped with circlereg, each with its description (run one by its
+    name: circlereg run l1_pre_relu); --copy DIR writes them out to edit."""
+    from circlereg.shipped import configs, copy_to, description
+
+    if copy is None:
+        found = configs()
+        width = max(len(name) for name in found)
+        for name, path in found.items():
+            typer.echo(f"{name:<{width}}  {description(path)}")
+        return
+    try:
+        written = copy_to(copy)
+    except ConfigError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(write_failed(err))
+    others = [str(path.relative_to(copy)) for path in written if path.parent != copy]
+    typer.echo(f"copied {len(written) - len(others)} configs and {', '.join(others)} into "
+               f"{copy}")
+
+
 export_app = typer.Typer(no_args_is_help=True, help="Export runs, sweeps, comparisons and "
                          "reproductions to TensorBoard or MLflow (nothing is trained).")
 app.add_typer(export_app, name="export")

@@ -160,7 +160,7 @@ def test_validate_reports_each_config(tmp_path):
     assert f"error: {bad}: trian: unknown key; did you mean 'train'?" in result.output
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"],
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"], ["configs"],
                                   ["validate", str(CONFIGS / "l1_pre_relu.yaml")]])
 def test_help_and_validate_do_not_import_tensorflow(argv):
     code = ("import sys\nfrom circlereg.cli import app\n"

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from circlereg import shipped
 from circlereg.cli import app
+from circlereg.reproduce import load_spec
 
 from .conftest import CONFIGS
 
@@ -88,3 +89,61 @@ def test_reproduce_reads_the_shipped_spec_from_any_folder(tmp_path, monkeypatch)
     assert result.output.splitlines() == [
         f"error: {CONFIGS / 'reproduce' / 'study.yaml'}: epochs: must be an integer in "
         "[1, 1000000], got 0"]
+
+
+# --- circlereg configs ------------------------------------------------------------------------
+
+
+def test_configs_lists_each_shipped_config_with_its_description():
+    result = runner.invoke(app, ["configs"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == SHIPPED.split(", ")
+    assert lines[0] == ("baseline          The study's overfit baseline: Dense(500, relu) -> "
+                        "Dense(1, sigmoid), no penalty.")
+    # the first sentence of a longer comment; a sentence over two comment lines is joined
+    assert lines[9] == ("l1_pre_relu       The study's L1 activity penalty on the linear Dense "
+                        "output, ReLU as a separate layer after it.")
+    assert lines[2].endswith("(run from the project folder): a group lasso on the kernel and a "
+                             "Hoyer sparsity penalty on the pre-activation output.")
+
+
+def test_configs_copy_writes_the_packaged_files_to_edit(tmp_path):
+    folder = tmp_path / "mine" / "configs"
+    result = runner.invoke(app, ["configs", "--copy", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"copied 13 configs and reproduce/study.yaml into {folder}\n"
+    copied = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert copied == {str(p.relative_to(CONFIGS)): p.read_bytes() for p in CONFIGS.rglob("*.yaml")}
+    # the copied spec reads the copied configs: its paths are relative to it
+    (folder / "baseline.yaml").write_text("name: baseline\ndata: {noise: 0.2}\n")
+    spec = load_spec(folder / "reproduce" / "study.yaml")
+    assert spec["models"]["baseline"]["config"]["data"]["noise"] == 0.2
+
+
+def test_configs_copy_overwrites_nothing_and_checks_every_file_first(tmp_path):
+    folder = tmp_path / "configs"
+    (folder / "reproduce").mkdir(parents=True)
+    (folder / "reproduce" / "study.yaml").write_text("my edits\n")
+    result = runner.invoke(app, ["configs", "--copy", str(folder)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: {folder / 'reproduce' / 'study.yaml'}: already exists; --copy never "
+        "overwrites a file: give a new or empty folder"]
+    assert [p.name for p in folder.rglob("*") if p.is_file()] == ["study.yaml"]
+    assert (folder / "reproduce" / "study.yaml").read_text() == "my edits\n"
+
+    runner.invoke(app, ["configs", "--copy", str(tmp_path / "all")])
+    result = runner.invoke(app, ["configs", "--copy", str(tmp_path / "all")])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {tmp_path / 'all' / 'baseline.yaml'}: already "
+                                    "exists (and 13 more); ")
+
+
+def test_configs_copy_into_a_file_is_refused(tmp_path):
+    (tmp_path / "taken").write_text("")
+    result = runner.invoke(app, ["configs", "--copy", str(tmp_path / "taken")])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: {tmp_path / 'taken'}: not a folder; --copy writes the shipped configs into a "
+        "folder"]
