@@ -7,6 +7,7 @@ TensorFlow is imported only by commands that train.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import sys
 import threading
@@ -27,8 +28,8 @@ app = typer.Typer(add_completion=True, no_args_is_help=True,
 CONFIG_HELP = ("A YAML config file, or the name of a shipped config (circlereg configs lists "
                "them), e.g. l1_pre_relu.")
 SetOption = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config key, e.g. --set model.regularizers.0.l1=1e-3 "
-                  "(repeatable; list items by index).")]
+    "--set", help="Override a config key, e.g. --set train.epochs=100 (repeatable; list "
+                  "items by index: model.hidden.0=8).")]
 
 
 DIVERGED = 3  # exit code of a lone run whose training loss stopped being finite
@@ -76,7 +77,7 @@ ChunkOption = Annotated[int | None, typer.Option(
     help="Replicas a worker or Ray task takes at a time (whole batches of 4 lanes). Never "
          "changes a run's numbers.")]
 BackendOption = Annotated[str, typer.Option(
-    help="local (this machine) or ray (each task on a Ray actor; needs circlereg[ray]).")]
+    help="local (this machine) or ray (each task on a Ray actor; needs Ray, the ray extra).")]
 AddressOption = Annotated[str | None, typer.Option(
     help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
 
@@ -568,8 +569,8 @@ def tune(
     backend: BackendOption = "local",
     address: AddressOption = None,
 ) -> None:
-    """Search config values with Optuna (needs circlereg[tune]); trials train in batches,
-    side by side, each over the same seeds."""
+    """Search config values with Optuna (the tune extra); trials train in batches, side by
+    side, each over the same seeds."""
     from circlereg.tune import require_optuna, run_tune
 
     try:
@@ -595,6 +596,19 @@ def tune(
              "arguments and --resume to complete", code=130)
     typer.echo(found.report, nl=False)
     typer.echo(f"tune: {found.folder}")
+
+
+def _one_line_paragraphs(*groups: typer.Typer) -> None:
+    """Each command's help is its docstring with every paragraph on one line: rich keeps a
+    docstring's line breaks in the command list and in later paragraphs, where sentences then
+    broke at the source's lines instead of the terminal's width."""
+    for group in groups:
+        for command in group.registered_commands:
+            paragraphs = inspect.cleandoc(command.callback.__doc__).split("\n\n")
+            command.help = "\n\n".join(" ".join(text.split()) for text in paragraphs)
+
+
+_one_line_paragraphs(app, export_app)
 
 
 def main() -> None:
