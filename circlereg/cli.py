@@ -17,9 +17,8 @@ from typing import Annotated
 
 import typer
 
-from circlereg import __version__
+from circlereg import __version__, shipped
 from circlereg.config import ConfigError, load
-from circlereg.shipped import config_file, reproduction_spec
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Run, sweep and reproduce regularization experiments on the "
@@ -149,7 +148,7 @@ def run(
     try:
         if resume:
             raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
-        config = config_file(config)
+        config = shipped.config_file(config)
         resolved = load(config, (set_ or []) + _seed_override(seed))
         executor = _executor(workers, None, backend, address, runs_dir)
         from circlereg.run import run_one
@@ -229,7 +228,7 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
     from circlereg.sweep import run_sweep
 
     try:
-        configs = [config_file(config) for config in configs]
+        configs = [shipped.config_file(config) for config in configs]
         spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
                                  seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)
@@ -392,7 +391,7 @@ def reproduce(
     from circlereg.reproduce import failing_rows, load_spec
     from circlereg.reproduce import reproduce as run_reproduction
     try:
-        loaded = load_spec(spec or reproduction_spec(), seeds, epochs)
+        loaded = load_spec(spec or shipped.reproduction_spec(), seeds, epochs)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         with executor, _progress(quiet) as progress:
             folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,
@@ -436,7 +435,7 @@ def validate(
     bad = 0
     for path in configs:
         try:
-            resolved = load(config_file(path), set_ or [])
+            resolved = load(shipped.config_file(path), set_ or [])
         except ConfigError as err:
             typer.echo(f"error: {err}", err=True)
             bad += 1
@@ -455,16 +454,14 @@ def shipped_configs(
 ) -> None:
     """List the configs shipped with circlereg, each with its description (run one by its
     name: circlereg run l1_pre_relu); --copy DIR writes them out to edit."""
-    from circlereg.shipped import configs, copy_to, description
-
     if copy is None:
-        found = configs()
+        found = shipped.configs()
         width = max(len(name) for name in found)
         for name, path in found.items():
-            typer.echo(f"{name:<{width}}  {description(path)}")
+            typer.echo(f"{name:<{width}}  {shipped.description(path)}")
         return
     try:
-        written = copy_to(copy)
+        written = shipped.copy_to(copy)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -575,7 +572,7 @@ def tune(
 
     try:
         require_optuna()
-        config = config_file(config)
+        config = shipped.config_file(config)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         if run_figures:
             executor.start_figures()
