@@ -7,6 +7,7 @@ TensorFlow is imported only by commands that train.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import sys
 import threading
@@ -16,16 +17,18 @@ from typing import Annotated
 
 import typer
 
-from circlereg import __version__
+from circlereg import __version__, shipped
 from circlereg.config import ConfigError, load
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Run, sweep and reproduce regularization experiments on the "
                        "concentric-circles overfitting study.")
 
+CONFIG_HELP = ("A YAML config file, or the name of a shipped config (circlereg configs lists "
+               "them), e.g. l1_pre_relu.")
 SetOption = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config key, e.g. --set model.regularizers.0.l1=1e-3 "
-                  "(repeatable; list items by index).")]
+    "--set", help="Override a config key, e.g. --set train.epochs=100 (repeatable; list "
+                  "items by index: model.hidden.0=8).")]
 
 
 DIVERGED = 3  # exit code of a lone run whose training loss stopped being finite
@@ -73,7 +76,7 @@ ChunkOption = Annotated[int | None, typer.Option(
     help="Replicas a worker or Ray task takes at a time (whole batches of 4 lanes). Never "
          "changes a run's numbers.")]
 BackendOption = Annotated[str, typer.Option(
-    help="local (this machine) or ray (each task on a Ray actor; needs circlereg[ray]).")]
+    help="local (this machine) or ray (each task on a Ray actor; needs Ray, the ray extra).")]
 AddressOption = Annotated[str | None, typer.Option(
     help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
 
@@ -121,7 +124,7 @@ def _notice(message: str) -> None:
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/l1_pre_relu.yaml")],
+    config: Annotated[Path, typer.Argument(help=CONFIG_HELP)],
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
@@ -145,6 +148,7 @@ def run(
     try:
         if resume:
             raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
+        config = shipped.config_file(config)
         resolved = load(config, (set_ or []) + _seed_override(seed))
         executor = _executor(workers, None, backend, address, runs_dir)
         from circlereg.run import run_one
@@ -175,7 +179,8 @@ def run(
 @app.command()
 def sweep(
     config: Annotated[str | None, typer.Argument(
-        help="Base YAML config (none with --spec: the spec names it).", show_default=False)]
+        help="Base config: a YAML file or a shipped config's name (none with --spec: the spec "
+             "names it).", show_default=False)]
     = None,
     axes: Annotated[list[str] | None, typer.Argument(
         help="Swept keys: key=v1,v2 | key=choice(v1,v2) | key=range(a,b[,step]) | "
@@ -223,6 +228,7 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
     from circlereg.sweep import run_sweep
 
     try:
+        configs = [shipped.config_file(config) for config in configs]
         spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
                                  seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)
@@ -300,7 +306,8 @@ def _spread(row: dict, statistic: str) -> str:
 
 @app.command()
 def compare(
-    configs: Annotated[list[Path], typer.Argument(help="Configs to put side by side.")],
+    configs: Annotated[list[Path], typer.Argument(
+        help="Configs to put side by side: YAML files or shipped configs' names.")],
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
@@ -366,8 +373,9 @@ def _progress(quiet: bool):
 
 @app.command()
 def reproduce(
-    spec: Annotated[Path, typer.Option(help="Reproduction spec (YAML).")]
-    = Path("configs/reproduce/study.yaml"),
+    spec: Annotated[Path | None, typer.Option(
+        help="Reproduction spec (YAML); default: the study's, shipped with circlereg.",
+        show_default=False)] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per model (default: the spec's).")]
     = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's).")] = None,
@@ -383,7 +391,7 @@ def reproduce(
     from circlereg.reproduce import failing_rows, load_spec
     from circlereg.reproduce import reproduce as run_reproduction
     try:
-        loaded = load_spec(spec, seeds, epochs)
+        loaded = load_spec(spec or shipped.reproduction_spec(), seeds, epochs)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         with executor, _progress(quiet) as progress:
             folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,
@@ -419,14 +427,15 @@ def list_runs(runs_dir: Annotated[Path, typer.Argument(help="Folder to list.")] 
 
 @app.command()
 def validate(
-    configs: Annotated[list[Path], typer.Argument(help="YAML configs to check.")],
+    configs: Annotated[list[Path], typer.Argument(
+        help="Configs to check: YAML files or shipped configs' names.")],
     set_: SetOption = None,
 ) -> None:
     """Check configs without training (and without importing TensorFlow)."""
     bad = 0
     for path in configs:
         try:
-            resolved = load(path, set_ or [])
+            resolved = load(shipped.config_file(path), set_ or [])
         except ConfigError as err:
             typer.echo(f"error: {err}", err=True)
             bad += 1
@@ -434,6 +443,32 @@ def validate(
         typer.echo(f"ok: {path} ({resolved['name']})")
     if bad:
         raise typer.Exit(2)
+
+
+@app.command("configs")
+def shipped_configs(
+    copy: Annotated[Path | None, typer.Option(
+        "--copy", metavar="DIR", show_default=False,
+        help="Write the shipped configs into DIR to edit, the reproduction spec as "
+             "DIR/reproduce/study.yaml; never overwrites a file.")] = None,
+) -> None:
+    """List the configs shipped with circlereg, each with its description (run one by its
+    name: circlereg run l1_pre_relu); --copy DIR writes them out to edit."""
+    if copy is None:
+        found = shipped.configs()
+        width = max(len(name) for name in found)
+        for name, path in found.items():
+            typer.echo(f"{name:<{width}}  {shipped.description(path)}")
+        return
+    try:
+        written = shipped.copy_to(copy)
+    except ConfigError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(write_failed(err))
+    others = [str(path.relative_to(copy)) for path in written if path.parent != copy]
+    typer.echo(f"copied {len(written) - len(others)} configs and {', '.join(others)} into "
+               f"{copy}")
 
 
 export_app = typer.Typer(no_args_is_help=True, help="Export runs, sweeps, comparisons and "
@@ -493,7 +528,8 @@ def _export(export, view: str | None = None) -> None:
 
 @app.command()
 def tune(
-    config: Annotated[Path, typer.Argument(help="Base YAML config.")],
+    config: Annotated[Path, typer.Argument(
+        help="Base config: a YAML file or a shipped config's name.")],
     space: Annotated[list[str] | None, typer.Argument(
         help="Searched keys: key=uniform(a,b) | loguniform(a,b) | interval(a,b) | int(a,b) | "
              "intlog(a,b) | range(a,b[,step]) | choice(v1,v2,...) (values are YAML, e.g. "
@@ -530,12 +566,13 @@ def tune(
     backend: BackendOption = "local",
     address: AddressOption = None,
 ) -> None:
-    """Search config values with Optuna (needs circlereg[tune]); trials train in batches,
-    side by side, each over the same seeds."""
+    """Search config values with Optuna (the tune extra); trials train in batches, side by
+    side, each over the same seeds."""
     from circlereg.tune import require_optuna, run_tune
 
     try:
         require_optuna()
+        config = shipped.config_file(config)
         executor = _executor(workers, chunk, backend, address, runs_dir)
         if run_figures:
             executor.start_figures()
@@ -556,6 +593,19 @@ def tune(
              "arguments and --resume to complete", code=130)
     typer.echo(found.report, nl=False)
     typer.echo(f"tune: {found.folder}")
+
+
+def _one_line_paragraphs(*groups: typer.Typer) -> None:
+    """Each command's help is its docstring with every paragraph on one line: rich keeps a
+    docstring's line breaks in the command list and in later paragraphs, where sentences then
+    broke at the source's lines instead of the terminal's width."""
+    for group in groups:
+        for command in group.registered_commands:
+            paragraphs = inspect.cleandoc(command.callback.__doc__).split("\n\n")
+            command.help = "\n\n".join(" ".join(text.split()) for text in paragraphs)
+
+
+_one_line_paragraphs(app, export_app)
 
 
 def main() -> None:

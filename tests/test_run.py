@@ -131,7 +131,11 @@ def test_negative_seed(tmp_path):
 def test_missing_config_file(tmp_path):
     result = run("run", tmp_path / "nope.yaml", "--runs-dir", tmp_path)
     assert result.exit_code == 2
-    assert result.output.strip() == f"error: {tmp_path / 'nope.yaml'}: no such config file"
+    assert result.output.strip() == (f"error: {tmp_path / 'nope.yaml'}: no such config file, "
+                                     "nor a shipped config; shipped: baseline, batchnorm, "
+                                     "custom_penalties, dropout, early_stopping, gaussian_noise, "
+                                     "l1_kernel, l1_l2_activity, l1_post_relu, l1_pre_relu, "
+                                     "l2_kernel, l2_kernel_deep, max_norm")
 
 
 def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
@@ -156,7 +160,7 @@ def test_validate_reports_each_config(tmp_path):
     assert f"error: {bad}: trian: unknown key; did you mean 'train'?" in result.output
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"],
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"], ["configs"],
                                   ["validate", str(CONFIGS / "l1_pre_relu.yaml")]])
 def test_help_and_validate_do_not_import_tensorflow(argv):
     code = ("import sys\nfrom circlereg.cli import app\n"
