@@ -1,7 +1,7 @@
 """The executor's Ray backend: each task (replicas of one structure) goes to a Ray actor.
 
 Ray is an optional extra (`pip install circlereg[ray]`). An actor owns a local Executor with
-one worker, so it keeps its compiled trainers for as long as it lives, and trains a task
+one worker, so it keeps its compiled programs for as long as it lives, and trains a task
 exactly as a local worker would (the same lane batches): a Ray sweep writes the same numbers
 as a local one. The driver keeps writing the run directories itself. An actor killed
 mid-task is restarted by Ray and the task retried.

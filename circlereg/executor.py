@@ -35,7 +35,7 @@ PROGRAM_LIMIT = 8  # compiled programs kept; the least recently used goes first
 
 @dataclass
 class Task:
-    """Replicas of one structure that one worker trains, batch after batch, on one trainer."""
+    """Replicas of one structure that one worker trains, batch after batch."""
 
     key: str  # train.structure_key of every replica in it
     indices: list[int]  # positions in the list of configs handed to Executor.train
@@ -87,7 +87,7 @@ class Programs:
 
 class Executor:
     """Trains lists of replica configs on local workers or on Ray; reuse one executor across
-    plans to reuse its compiled trainers (`with Executor() as executor: ...`)."""
+    plans to reuse its compiled programs (`with Executor() as executor: ...`)."""
 
     def __init__(self, workers: int | None = None, backend: str = "local",
                  address: str | None = None, chunk: int | None = None,

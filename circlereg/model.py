@@ -27,7 +27,7 @@ from circlereg.regularizers import Penalty, penalty_from_config
 layers = keras.layers
 # TensorFlow numbers traced functions and variables from one process-wide counter, and those
 # numbers reach the key of a compiled program in the compile cache (backend.compile_cache).
-# Whatever builds Keras objects or traces a trainer holds this lock, so a trainer's names
+# Whatever builds Keras objects or traces a program holds this lock, so a program's names
 # follow from what was built before it in program order, not from another thread's timing.
 BUILDING = threading.RLock()
 

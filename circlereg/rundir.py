@@ -300,7 +300,7 @@ class ActivationProbe:
             from circlereg.model import BUILDING
 
             grid = tf.TensorSpec((boundary_points, x.shape[1]), self.dtype)
-            with BUILDING:  # tracing names things: model.BUILDING, as a trainer's trace
+            with BUILDING:  # tracing names things: model.BUILDING, as a program's trace
                 self._boundary.get_concrete_function(grid)
             with compiling():
                 self.boundary(np.zeros(grid.shape, self.dtype))

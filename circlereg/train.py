@@ -1,10 +1,13 @@
 """Stage 4: training. Two engines over the same Keras model.
 
 `compiled` trains a batch of replicas (seeds, strengths) of one model structure as a single
-XLA-compiled TensorFlow graph: a `tf.while_loop` over epochs, `tf.vectorized_map` over the
-Keras model with the replicas' weights stacked, and the Keras optimizer applied to the stacked
-weights (Adam and friends are elementwise, so each replica's update is its own). `fit` is the
-reference: plain `model.fit(..., validation_data=test)`.
+XLA-compiled TensorFlow graph: a `tf.while_loop` over epochs (and in each, loops over the
+minibatch steps and the evaluation batches), `tf.vectorized_map` over the Keras model with the
+replicas' weights stacked, and the Keras optimizer's update rules applied to the stacked
+weights (Adam and friends are elementwise, so each replica's update is its own). The graph is
+a pure function of the weights, optimizer state, lane settings and data (`LaneProgram`), so
+one serves every worker thread. `fit` is the reference: plain
+`model.fit(..., validation_data=test)`.
 
 Both record what `model.fit` puts in History: `loss`/`accuracy` from the training forward pass
 of each epoch, `val_loss`/`val_accuracy` on the test set after the update, evaluated in
@@ -40,7 +43,7 @@ from circlereg.model import (
 )
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
-# Every trainer traces its own functions by design; TensorFlow's "excessive retracing"
+# Every structure traces its own program by design; TensorFlow's "excessive retracing"
 # warning about that is noise here.
 tf.get_logger().setLevel("ERROR")
 
