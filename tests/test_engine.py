@@ -89,13 +89,13 @@ def hlo_size(n_train: int, n_test: int) -> int:
     """Instructions in the compiled epoch loop's program for this much data (batch 32)."""
     import tensorflow as tf
 
-    from circlereg.train import LaneProgram
+    from circlereg.train import LaneProgram, _slot
 
     config = study_config("baseline", "train.epochs=2", "model.hidden=[8]",
                           f"data.n_train={n_train}", f"data.n_samples={n_train + n_test}")
     program = LaneProgram(config, load_split(config["data"]))
-    carry, lanes = program._zeros()
-    hlo = program.run.experimental_get_compiler_ir(carry, lanes, program.data, tf.constant(0),
+    slot = _slot(*program._zeros(), program.data)
+    hlo = program.run.experimental_get_compiler_ir(slot, tf.constant(0),
                                                    tf.constant(1))(stage="hlo")
     return sum(1 for line in hlo.splitlines() if " = " in line)
 
