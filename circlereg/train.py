@@ -121,7 +121,6 @@ class LaneProgram:
 
     def _build(self, config: dict, split: Split) -> None:
         train_cfg = config["train"]
-        lanes = LANES
         self.config = config
         self.epochs, self.batch_size = train_cfg["epochs"], train_cfg["batch_size"]
         self.dtype = train_cfg["dtype"]
@@ -134,13 +133,12 @@ class LaneProgram:
         self.loss = keras.losses.BinaryCrossentropy(dtype=self.dtype)
 
         def stack(variables, prefix):
-            return [keras.Variable(np.zeros((lanes, *v.shape), v.dtype), name=f"{prefix}_{i}")
+            return [keras.Variable(np.zeros((LANES, *v.shape), v.dtype), name=f"{prefix}_{i}")
                     for i, v in enumerate(variables)]
 
         # Stand-ins of the stacked shapes the optimizer is built on and maps to the carry's
         # tensors; the compiled functions never read them.
         self.stacked = stack(model.trainable_variables, "stacked")
-        self.n_state = len(model.non_trainable_variables)
         self.constraints = [v.constraint for v in model.trainable_variables]
         # model.get_weights() order, as (is trainable, index) into stacked / state
         trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
@@ -164,7 +162,9 @@ class LaneProgram:
         # One trace for every segment: the trip count is a tensor. (A Python int would let
         # XLA unroll the loop: minutes of compiling, and slower code.)
         self.segment = _segments(self.epochs)[0]
-        self._warm = _slot(*self._zeros(), self.data)
+        zeros = tuple([np.zeros(v.shape, v.dtype) for v in variables]
+                      for variables in (model.trainable_variables, model.non_trainable_variables))
+        self._warm = _slot(*self._inputs([config], [zeros]), self.data)
         self.run.get_concrete_function(self._warm, tf.constant(0), tf.constant(0))
         self.final.get_concrete_function(self._warm)
 
@@ -183,47 +183,11 @@ class LaneProgram:
     def shape(self) -> dict:
         return {"engine": "compiled", "lanes": LANES, "segment_epochs": self.segment}
 
-    def _zeros(self):
-        """A carry and lane settings of the right shapes, for tracing."""
-        model = self.built.model
-        carry = Carry(
-            [tf.zeros((LANES, *v.shape), v.dtype) for v in model.trainable_variables],
-            [tf.zeros((LANES, *v.shape), v.dtype) for v in model.non_trainable_variables],
-            [tf.constant(v) for v in self.optimizer_start],
-            self.stopping.start(model.trainable_variables + model.non_trainable_variables,
-                                LANES) if self.stopping else ())
-        n_regs = len(self.config["model"]["regularizers"])
-        lanes = Lanes(tf.zeros((LANES, n_regs, 2), self.dtype), tf.zeros(LANES, tf.int32),
-                      tf.zeros((LANES, len(self.random)), tf.float32),
-                      tf.zeros((LANES, len(self.random)), self.dtype))
-        return carry, lanes
-
     def train(self, configs: list[dict], starts: list, progress=None) -> list[Result]:
         """Train up to LANES replicas of this structure from their initial states
         (`model.initial_state` of each config); results in the order given. Safe to call
         from several threads at once: each call has its own slot."""
-        pad = LANES - len(configs)
-        starts = starts + [starts[0]] * pad  # padding replicas repeat the first; dropped below
-        configs_in = configs + configs[:1] * pad
-        model = self.built.model
-        weights = [tf.constant(np.stack([s[0][i] for s in starts]))
-                   for i in range(len(model.trainable_variables))]
-        state = [tf.constant(np.stack([s[1][i] for s in starts])) for i in range(self.n_state)]
-        carry = Carry(weights, state, [tf.constant(v) for v in self.optimizer_start],
-                      self.stopping.start(weights + state, None) if self.stopping else ())
-        strengths = [[[r["l1"], r["l2"]] for r in c["model"]["regularizers"]]
-                     for c in configs_in]
-        rates, amounts = [], []
-        for c in configs_in:
-            lane_rates, lane_amounts = random_lanes(c, self.random)
-            rates.append(lane_rates)
-            amounts.append(lane_amounts)
-        lanes = Lanes(
-            tf.constant(np.array(strengths, self.dtype).reshape(LANES, -1, 2)),
-            tf.constant([c["train"]["seed"] for c in configs_in], tf.int32),
-            tf.constant(np.array(rates, np.float32).reshape(LANES, len(self.random))),
-            tf.constant(np.array(amounts, self.dtype).reshape(LANES, len(self.random))))
-
+        carry, lanes = self._inputs(configs, starts)
         start = time.perf_counter()
         slot = _slot(carry, lanes, self.data)
         done, parts = 0, []
@@ -250,6 +214,24 @@ class LaneProgram:
         return unstack(configs, curves, {k: v.numpy() for k, v in sums.items()}, weights,
                        stopped, (len(self.data[0]), len(self.data[2])), self.dtype,
                        seconds, self.shape)
+
+    def _inputs(self, configs: list[dict], starts: list) -> tuple[Carry, Lanes]:
+        """The carry and lane settings of a batch: up to LANES replicas, padded with copies
+        of the first (whose results `train` drops)."""
+        pad = LANES - len(configs)
+        starts, configs = starts + starts[:1] * pad, configs + configs[:1] * pad
+        weights, state = ([tf.constant(np.stack(values)) for values in zip(*part)]
+                          for part in zip(*starts))
+        carry = Carry(weights, state, [tf.constant(v) for v in self.optimizer_start],
+                      self.stopping.start(weights + state) if self.stopping else ())
+        strengths = [[[r["l1"], r["l2"]] for r in c["model"]["regularizers"]] for c in configs]
+        rates, amounts = zip(*(random_lanes(c, self.random) for c in configs))
+        drawn = len(self.random)
+        return carry, Lanes(
+            tf.constant(np.array(strengths, self.dtype).reshape(LANES, -1, 2)),
+            tf.constant([c["train"]["seed"] for c in configs], tf.int32),
+            tf.constant(np.array(rates, np.float32).reshape(LANES, drawn)),
+            tf.constant(np.array(amounts, self.dtype).reshape(LANES, drawn)))
 
     def _forward(self, weights, state, strength, x, y, training, key=None, randoms=None):
         """One replica on one batch: (loss including penalties, number correct, new state).
@@ -286,7 +268,7 @@ class LaneProgram:
                 return loss, hits
             return tf.vectorized_map(one, (weights, state, strengths, _lanes(x), _lanes(y)))
 
-        def add(sums, x, y):
+        def add(sums, step, x, y):
             loss, hits = batch(x, y)
             return sums[0] + loss * x.shape[0], sums[1] + hits
 
@@ -331,15 +313,15 @@ class LaneProgram:
         order = tf.vectorized_map(lambda s: tf.argsort(tf.random.stateless_uniform(
             [n_train], tf.stack([s, epoch]))), lanes.seeds)
 
-        def add(sums_and_carry, idx, step):
+        def add(sums_and_carry, step, rows):
             (loss_sum, correct), carry = sums_and_carry
+            idx = tf.transpose(rows)  # lanes first: each lane's batch of shuffled indices
             carry, loss, hits = self._step(carry, lanes, epoch, step, tf.gather(tx, idx),
                                            tf.gather(ty, idx), frozen)
             return (loss_sum + loss * idx.shape[1], correct + hits), carry
 
-        sums, carry = _batched(n_train, self.batch_size, (tf.transpose(order),),
-                               lambda acc, idx, step: add(acc, tf.transpose(idx), step),
-                               (zeros, carry), with_step=True)
+        sums, carry = _batched(n_train, self.batch_size, (tf.transpose(order),), add,
+                               (zeros, carry))
         return carry, sums
 
     def _run(self, carry, lanes, data, first_epoch, count):
@@ -422,24 +404,24 @@ def _lanes(x):
     return tf.tile(x[None], [LANES] + [1] * len(x.shape))
 
 
-def _batched(n: int, size: int, arrays: tuple, add, start, with_step: bool = False):
-    """Fold `add(acc, *batch)` over consecutive batches of `size` rows of `arrays` (and the
-    batch's index, with `with_step`): the full batches in a `tf.while_loop` over fixed-size
-    slices, then the last, shorter batch; so the traced program holds at most two copies of
-    `add`, whatever `n`."""
+def _batched(n: int, size: int, arrays: tuple, add, start):
+    """Fold `add(acc, step, *batch)` over consecutive batches of `size` rows of `arrays`, step
+    being the batch's index: the full batches in a `tf.while_loop` over fixed-size slices,
+    then the last, shorter batch; so the traced program holds at most two copies of `add`,
+    whatever `n`."""
     full, rest = divmod(n, size)
-    acc = start
     if full == 1 and not rest:
-        return add(acc, *arrays, *((0,) if with_step else ()))
+        return add(start, 0, *arrays)
+    acc = start
     if full:
         def body(i, acc):
             batch = [tf.slice(a, [i * size] + [0] * (len(a.shape) - 1),
                               [size] + list(a.shape[1:])) for a in arrays]
-            return i + 1, add(acc, *batch, *((i,) if with_step else ()))
+            return i + 1, add(acc, i, *batch)
 
         _, acc = tf.while_loop(lambda i, _: i < full, body, (tf.constant(0), acc))
     if rest:
-        acc = add(acc, *(a[full * size:] for a in arrays), *((full,) if with_step else ()))
+        acc = add(acc, full, *(a[full * size:] for a in arrays))
     return acc
 
 
@@ -452,15 +434,12 @@ class LaneEarlyStopping:
         self.settings, self.dtype = settings, dtype
         self.size = n_test if settings["monitor"].startswith("val_") else n_train
 
-    def start(self, weights: list, lanes: int | None) -> tuple:
-        """The bookkeeping at the start of training: `weights` are the carry's weights and
-        state (or, with `lanes`, variables of one replica, for shapes)."""
-        count = lanes or weights[0].shape[0]
+    def start(self, weights: list) -> tuple:
+        """The bookkeeping at the start of training; `weights`: the carry's weights and
+        state."""
         worst = np.inf if self.settings["monitor"].endswith("loss") else -np.inf
-        best_weights = [tf.zeros((lanes, *w.shape), w.dtype) if lanes else tf.zeros_like(w)
-                        for w in weights]
-        return (tf.constant(np.full(count, worst, self.dtype)), tf.zeros(count, tf.int32),
-                tf.constant(np.full(count, -1, np.int32)), best_weights)
+        return (tf.constant(np.full(LANES, worst, self.dtype)), tf.zeros(LANES, tf.int32),
+                tf.constant(np.full(LANES, -1, np.int32)), [tf.zeros_like(w) for w in weights])
 
     def update(self, carry: Carry, epoch, sums: dict) -> Carry:
         """EarlyStopping.on_epoch_end, from the epoch's summed curves."""

@@ -94,7 +94,7 @@ def hlo_size(n_train: int, n_test: int) -> int:
     config = study_config("baseline", "train.epochs=2", "model.hidden=[8]",
                           f"data.n_train={n_train}", f"data.n_samples={n_train + n_test}")
     program = LaneProgram(config, load_split(config["data"]))
-    slot = _slot(*program._zeros(), program.data)
+    slot = _slot(*program._inputs([config], [initial_state(config)]), program.data)
     hlo = program.run.experimental_get_compiler_ir(slot, tf.constant(0),
                                                    tf.constant(1))(stage="hlo")
     return sum(1 for line in hlo.splitlines() if " = " in line)
