@@ -41,6 +41,10 @@ def fail(message: str, code: int = 2) -> None:
 
 def write_failed(err: OSError) -> str:
     """A file system error (disk full, permissions) as one line."""
+    from circlereg.executor import WorkerLost
+
+    if isinstance(err, WorkerLost):
+        return str(err)
     where = f"{err.filename}: " if err.filename else ""
     return f"cannot write {where}{err.strerror or err}"
 
@@ -112,9 +116,9 @@ def _executor(workers: int | None, chunk: int | None, backend: str, address: str
                     programs=PROGRAMS)
 
 
-# Compiled programs for commands run in this process: None makes each command's executor own
-# its own (the CLI runs one command per process); tests set a Programs cache they own, so the
-# commands they invoke in one process reuse compiled graphs.
+# None: each command trains on worker processes (the CLI runs one command per process). Tests
+# set a worker.Programs cache they own: the commands they invoke then train in this process,
+# on compiled programs shared across commands.
 PROGRAMS = None
 
 
@@ -232,8 +236,6 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
         spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
                                  seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)
-        if run_figures:
-            executor.start_figures()
         with executor, _progress(quiet) as progress:
             folder, rows = run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
                                      executor=executor, progress=progress.advance,
@@ -574,8 +576,6 @@ def tune(
         require_optuna()
         config = shipped.config_file(config)
         executor = _executor(workers, chunk, backend, address, runs_dir)
-        if run_figures:
-            executor.start_figures()
         with executor, _progress(quiet) as progress:
             found = run_tune(config, space or [], (set_ or []) + _seed_override(seed), trials,
                              repeats, seeds, runs_dir, objective=objective,

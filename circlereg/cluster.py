@@ -1,10 +1,12 @@
-"""The executor's Ray backend: each task (replicas of one structure) goes to a Ray actor.
+"""The executor's Ray backend: each job (replicas of one structure) goes to a Ray actor.
 
-Ray is an optional extra (`pip install circlereg[ray]`). An actor owns a local Executor with
-one worker, so it keeps its compiled programs for as long as it lives, and trains a task
-exactly as a local worker would (the same lane batches): a Ray sweep writes the same numbers
-as a local one. The driver keeps writing the run directories itself. An actor killed
-mid-task is restarted by Ray and the task retried.
+Ray is an optional extra (`pip install circlereg[ray]`). An actor is the local executor's
+worker (`worker.Worker`), so it keeps its compiled programs for as long as it lives, trains a
+job exactly as a local worker process would (the same lane batches) and writes its run
+directories itself: a Ray sweep writes the same numbers and files as a local one. On a
+cluster of several machines, --runs-dir must therefore be a folder every machine sees (a
+shared file system), as for Ray Tune's storage. An actor killed mid-job is restarted by Ray
+and the job retried; a run it left half-written is in a hidden scratch folder, replaced.
 """
 
 from __future__ import annotations
@@ -34,17 +36,16 @@ def check_available(address: str | None) -> None:
     _ray(loopback=address is None)
 
 
-class TrainingActor:
-    """One Ray actor: a local executor with one worker, alive as long as the actor."""
+class WorkerActor:
+    """One Ray actor: a worker, alive as long as the actor."""
 
     def __init__(self):
-        from circlereg.executor import Executor
+        from circlereg.worker import Worker
 
-        self.executor = Executor(workers=1)
+        self.worker = Worker()
 
-    def train(self, index: int, configs: list[dict]) -> tuple[int, list]:
-        results = dict(self.executor.train(configs))
-        return index, [results[i] for i in range(len(configs))]
+    def handle(self, job):
+        return job.number, self.worker.handle(job)
 
 
 class RayBackend:
@@ -58,24 +59,26 @@ class RayBackend:
             else:  # a private local instance, on loopback only
                 ray.init(_node_ip_address="127.0.0.1", include_dashboard=False,
                          log_to_driver=False)
-        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        # Each actor takes a whole CPU: TensorFlow itself uses the cores it is given.
+        self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.count = workers or self.cpus
+        # Each actor takes a whole CPU: its compiled programs run on one thread.
         actor = ray.remote(num_cpus=1, max_restarts=RETRIES,
-                           max_task_retries=RETRIES)(TrainingActor)
-        self.actors = [actor.remote() for _ in range(count)]
+                           max_task_retries=RETRIES)(WorkerActor)
+        self.actors = [actor.remote() for _ in range(self.count)]
 
-    def train(self, tasks: list[list[dict]], progress=None):
-        """Yield (task index, results) as tasks finish, in completion order."""
+    def run(self, jobs: list, progress=None):
+        """Yield (job, what its actor made of each replica) as jobs finish."""
         from ray.util import ActorPool
 
         pool = ActorPool(self.actors)
-        for index, configs in enumerate(tasks):
-            pool.submit(lambda actor, job: actor.train.remote(*job), (index, configs))
+        for job in jobs:
+            pool.submit(lambda actor, job: actor.handle.remote(job), job)
         while pool.has_next():
-            index, results = pool.get_next_unordered()
+            number, done = pool.get_next_unordered()
             if progress is not None:
-                progress(sum(len(r.history["loss"]) for r in results))
-            yield index, results
+                progress(sum(len(d.history["loss"] if d.result is None else
+                                 d.result.history["loss"]) for d in done))
+            yield jobs[number], done
 
     def close(self) -> None:
         for actor in self.actors:

@@ -427,6 +427,20 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
     return config
 
 
+def structure_key(config: dict) -> str:
+    """Configs with equal keys can train as replicas of one graph: everything but the
+    seed, the penalty strengths, and how strong each dropout or noise layer is (whether it
+    acts at all is structure)."""
+    model = config["model"]
+    shape = {**config, "name": None, "train": {**config["train"], "seed": None},
+             "model": {**model,
+                       "regularizers": [{**reg, "l1": None, "l2": None}
+                                        for reg in model["regularizers"]],
+                       "dropout": [{**d, "rate": d["rate"] > 0} for d in model["dropout"]],
+                       "noise": [{**n, "stddev": n["stddev"] > 0} for n in model["noise"]]}}
+    return config_hash(shape)
+
+
 def check_memory(source: str, config: dict, machine: int | None = None) -> None:
     """Refuse, before anything trains, a model or batch whose training would not fit in
     MEMORY_SHARE of the machine's memory (`machine` bytes, default: this machine's): the

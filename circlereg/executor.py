@@ -1,116 +1,207 @@
-"""The executor: how a plan's replicas are batched, scheduled and handed to the writer.
+"""The executor: how a plan's replicas are cut into jobs and scheduled on workers.
 
-Every command (run, run --repeats, sweep, compare, reproduce) builds a `Plan` and calls
+Every command (run, run --repeats, sweep, compare, reproduce, tune) builds a `Plan` and calls
 `execute(plan, executor)`. Replicas of one structure (`train.structure_key`: everything but
-seed, penalty strengths, dropout rates and noise stddevs) are cut into tasks of `chunk`
+seed, penalty strengths, dropout rates and noise stddevs) are cut into jobs of `chunk`
 replicas, each trained as batches of exactly `train.LANES` lanes; so how the plan was cut
 never reaches a replica's numbers.
 
-Tasks run on local worker threads (one per core by default) or on Ray actors. A compiled
-program costs seconds to trace and compile and about as long as a batch to train; it is a
-pure function of what it trains, so each executor keeps one per structure (`Programs`) and
-every worker shares it: a worker prefers a task whose program is ready, else builds the
-program of a structure no worker is building, and waits only while every pending structure
-is being built. Initial weights are built ahead in one thread while earlier
-batches train; one writer thread writes each run directory while later batches train, and
-with run figures the executor's processes (`figure_pool`) draw them and complete each folder.
+A worker (`worker.Worker`) trains a job and writes its run directories itself; this module
+only hands out jobs, reports progress and gathers what the workers wrote, so nothing here
+grows with the work but a few messages per job. Workers are processes of this machine, one
+per CPU this process may use (`default_workers`), or Ray actors, or (`Executor(programs=...)`,
+for the tests) one worker in this process.
+
+A worker keeps the compiled program of every structure it trained (tracing one costs about
+as long as training a few batches), so a free worker takes a job of a structure it holds,
+else one of a structure no worker holds yet, else helps with the structure that has the most
+jobs waiting per worker holding it, once more wait than those workers hold.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
+import json
+import math
 import os
-import threading
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from circlereg.plan import Plan, Replica
+from circlereg.plan import Outputs, Plan, Replica
+from circlereg.worker import Done, Job, Programs
 
-WORKERS = 2  # tasks trained at once: one per core of the 2-core machines this targets
-PROGRAM_LIMIT = 8  # compiled programs kept; the least recently used goes first
-
-
-@dataclass
-class Task:
-    """Replicas of one structure that one worker trains, batch after batch."""
-
-    key: str  # train.structure_key of every replica in it
-    indices: list[int]  # positions in the list of configs handed to Executor.train
-
-    def batches(self, lanes: int) -> list[list[int]]:
-        return [self.indices[i:i + lanes] for i in range(0, len(self.indices), lanes)]
+WORKER = "circlereg.worker:Worker"
+WORKER_MEMORY = 1.0e9  # bytes a worker process may reach on the study's configs (measured
+# ~0.6 GB with run figures); defaults keep the workers within MEMORY_SHARE of the machine
+MEMORY_SHARE = 0.75
+STOP_SECONDS = 10  # how long interrupted workers get to clean up before they are killed
 
 
-def make_tasks(configs: list[dict], chunk: int, lanes: int) -> list[Task]:
-    """Group by structure and cut into tasks of `chunk` replicas (rounded up to whole
-    batches), interleaving structures so that both workers start on different ones."""
-    from circlereg.train import structure_key
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, cpusets), else every
+    CPU, and no more than a container's CPU quota (cgroup v2 cpu.max) allows."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def default_workers() -> int:
+    """Workers when --workers is not given: one per available CPU, as many as the machine's
+    memory holds."""
+    from circlereg.config import _machine_memory
+
+    memory = _machine_memory()
+    fit = int(memory * MEMORY_SHARE // WORKER_MEMORY) if memory else available_cpus()
+    return max(1, min(available_cpus(), fit))
+
+
+def make_jobs(replicas: list[Replica], outputs: Outputs | None, chunk: int, lanes: int
+              ) -> list[Job]:
+    """Group by structure and cut into jobs of `chunk` replicas (rounded up to whole
+    batches), interleaving structures so that workers start on different ones."""
+    from circlereg.config import structure_key
 
     by_key: dict[str, list[int]] = {}
-    for index, config in enumerate(configs):
-        by_key.setdefault(structure_key(config), []).append(index)
+    for index, replica in enumerate(replicas):
+        by_key.setdefault(structure_key(replica.config), []).append(index)
     size = -(-max(chunk, 1) // lanes) * lanes
-    per_key = [[Task(key, indices[i:i + size]) for i in range(0, len(indices), size)]
+    per_key = [[(key, indices[i:i + size]) for i in range(0, len(indices), size)]
                for key, indices in by_key.items()]
-    return [task for round_ in itertools.zip_longest(*per_key) for task in round_
-            if task is not None]
+    cuts = [cut for round_ in itertools.zip_longest(*per_key) for cut in round_ if cut]
+    return [Job(number, key, indices, [replicas[i] for i in indices], outputs)
+            for number, (key, indices) in enumerate(cuts)]
 
 
-class Programs:
-    """Compiled programs (`train.LaneProgram`) by structure key. A program is a pure
-    function of what it trains, so every worker thread shares it: one trace and compile per
-    structure, however many workers train it. Owned by one Executor (or by whoever passes it
-    to several)."""
+def choose(holds: set[str], pending: list[Job], holders: collections.Counter) -> Job | None:
+    """The job a free worker holding the programs of `holds` takes next (None: it waits),
+    given how many workers hold each structure."""
+    for job in pending:
+        if job.key in holds:
+            return job
+    for job in pending:
+        if not holders[job.key]:
+            return job
+    waiting = collections.Counter(job.key for job in pending)
+    if not waiting:
+        return None
+    key = max(waiting, key=lambda k: waiting[k] / holders[k])
+    if waiting[key] > holders[key]:
+        return next(job for job in pending if job.key == key)
+    return None
 
-    def __init__(self, limit: int = PROGRAM_LIMIT):
-        self.limit = limit
-        self._ready: collections.OrderedDict[str, object] = collections.OrderedDict()
-        self._lock = threading.Lock()
 
-    def get(self, key: str):
-        with self._lock:
-            program = self._ready.get(key)
-            if program is not None:
-                self._ready.move_to_end(key)
-            return program
+class WorkerLost(OSError):
+    """A worker process ended without being asked to (killed, out of memory, crashed)."""
 
-    def put(self, key: str, program) -> None:
-        with self._lock:
-            self._ready[key] = program
-            self._ready.move_to_end(key)
-            while len(self._ready) > self.limit:
-                self._ready.popitem(last=False)
+
+class WorkerProcess:
+    """A worker in a process of its own (`python -I`, this process's sys.path), talking over
+    one socket; its stdout goes to our stderr, so nothing it prints mixes with ours."""
+
+    BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
+            "from circlereg.worker import main; main()")
+
+    def __init__(self, factory: str):
+        from multiprocessing import Pipe
+
+        self.connection, theirs = Pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-c", self.BOOT, str(theirs.fileno()),
+             json.dumps(sys.path), factory],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=2)
+        theirs.close()
+        self.holds: set[str] = set()  # structures it was handed: it keeps their programs
+
+    def send(self, job: Job | None) -> None:
+        self.connection.send(job)
+
+    def receive(self) -> tuple:
+        try:
+            return self.connection.recv()
+        except (EOFError, OSError):
+            code = self.process.wait()
+            if code in (130, -signal.SIGINT):  # Ctrl-C reached it before us
+                raise KeyboardInterrupt from None
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+            raise WorkerLost(f"worker process {self.process.pid} {how}{hint}") from None
+
+    def stop(self) -> None:
+        """Interrupt it: it ends its job without leaving a run half-written, and exits."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGINT)
+
+    def join(self, seconds: float) -> None:
+        try:
+            self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.connection.close()
 
 
 class Executor:
-    """Trains lists of replica configs on local workers or on Ray; reuse one executor across
-    plans to reuse its compiled programs (`with Executor() as executor: ...`)."""
+    """Trains plans on local worker processes, Ray actors, or (with `programs`) one worker in
+    this process; reuse one executor across plans to reuse its workers and their compiled
+    programs (`with Executor() as executor: ...`)."""
 
     def __init__(self, workers: int | None = None, backend: str = "local",
                  address: str | None = None, chunk: int | None = None,
-                 programs: Programs | None = None):
-        """`workers`: batches at once (default: WORKERS locally, one actor per CPU on Ray).
-        `programs`: compiled programs to use and keep, owned by the caller (default: the
-        executor's own, for its lifetime). Making one imports no TensorFlow."""
+                 programs: Programs | None = None, worker: str = WORKER):
+        """`workers`: jobs at once (default: `default_workers()` locally, one actor per CPU
+        on Ray). `programs`: train in this process, on these compiled programs, owned by the
+        caller. `worker`: the worker class as `module:attribute`. Making one imports no
+        TensorFlow and starts nothing."""
         self.workers, self.backend, self.address = workers, backend, address
         self._chunk = chunk
-        self.programs = programs if programs is not None else Programs()
-        self._splits: dict[str, object] = {}
+        self._factory = worker
+        self._here = None
+        if programs is not None:
+            from circlereg.worker import load_worker
+
+            self._here = load_worker(worker)(programs)
+        self._processes: list[WorkerProcess] = []
         self._ray = None
-        self._figures: ProcessPoolExecutor | None = None
 
     @property
     def lanes(self) -> int:
-        from circlereg.train import LANES
+        from circlereg.config import LANES
 
         return LANES
 
     @property
     def chunk(self) -> int:
         return self._chunk or self.lanes
+
+    @property
+    def count(self) -> int:
+        """How many jobs train at once."""
+        if self._here is not None:
+            return 1
+        if self.backend == "ray":
+            return self._cluster().count
+        return self.workers or default_workers()
+
+    def execution(self, jobs: int) -> dict:
+        """How this executor trains a plan of `jobs` jobs, for environment.json."""
+        where = "this process" if self._here is not None else self.backend
+        cpus = self._cluster().cpus if self.backend == "ray" else available_cpus()
+        return {"backend": where, "workers": min(self.count, jobs), "cpus": cpus}
 
     def __enter__(self) -> Executor:
         return self
@@ -119,165 +210,95 @@ class Executor:
         self.close()
 
     def close(self) -> None:
+        """End the workers (idle ones exit at once)."""
         if self._ray is not None:
             self._ray.close()
             self._ray = None
-        if self._figures is not None:  # after every run handed to it is complete
-            self._figures.shutdown()
-            self._figures = None
+        for process in self._processes:
+            with contextlib.suppress(OSError):
+                process.send(None)
+        for process in self._processes:
+            process.join(STOP_SECONDS)
+        self._processes = []
 
-    def figures(self) -> ProcessPoolExecutor | None:
-        """The processes that draw run figures (`figure_pool`), started on first use and
-        kept while this executor lives, so a command of several plans (tune) starts them
-        once; None where a spawned process could not import this program safely."""
-        if self._figures is None and _spawn_is_safe():
-            self._figures = figure_pool()
-        return self._figures
-
-    def start_figures(self) -> None:
-        """Start the figure processes now, for a command that will draw run figures: made
-        before TensorFlow is imported, they load matplotlib on the core that importing
-        leaves idle, rather than while both cores train."""
-        pool = self.figures()
-        if pool is not None:
-            for _ in range(WORKERS):  # a process is spawned per task while none is idle
-                pool.submit(_started)
-
-    def split(self, config: dict):
-        """The config's data split, loaded once per data section."""
-        from circlereg.config import config_hash
-        from circlereg.data import load_split
-
-        key = config_hash(config["data"])
-        if key not in self._splits:
-            self._splits[key] = load_split(config["data"])
-        return self._splits[key]
-
-    def train(self, configs: list[dict], progress: Callable[[int], None] | None = None
-              ) -> Iterator[tuple[int, object]]:
-        """Yield (index into configs, train.Result) as batches finish."""
-        from circlereg.train import train_fit
-
-        fit = [i for i, c in enumerate(configs) if c["train"]["engine"] == "fit"]
-        for index in fit:  # the reference engine: model.fit, one replica at a time
-            result = train_fit(configs[index], self.split(configs[index]))
-            if progress is not None:
-                progress(len(result.history["loss"]))
-            yield index, result
-        compiled = [i for i, c in enumerate(configs) if c["train"]["engine"] == "compiled"]
-        tasks = make_tasks([configs[i] for i in compiled], self.chunk, self.lanes)
-        if self.backend == "ray":
+    def _cluster(self):
+        if self._ray is None:
             from circlereg.cluster import RayBackend
 
-            self._ray = self._ray or RayBackend(self.address, self.workers)
-            finished = self._ray.train([[configs[compiled[i]] for i in task.indices]
-                                        for task in tasks], progress)
-            for task_index, results in finished:
-                for i, result in zip(tasks[task_index].indices, results):
-                    yield compiled[i], result
-            return
-        for i, result in self._train_local([configs[i] for i in compiled], tasks, progress):
-            yield compiled[i], result
+            self._ray = RayBackend(self.address, self.workers)
+        return self._ray
+
+    def jobs(self, replicas: list[Replica], outputs: Outputs | None) -> list[Job]:
+        # Workers may run elsewhere (another working folder, another machine): each replica
+        # goes to an absolute destination.
+        placed = [replace(r, destination=Path(r.destination).absolute()) for r in replicas]
+        jobs = make_jobs(placed, outputs, self.chunk, self.lanes)
+        execution = self.execution(len(jobs))
+        return [replace(job, execution=execution) for job in jobs]
+
+    def run(self, jobs: list[Job], progress: Callable[[int], None] | None = None
+            ) -> Iterator[tuple[Job, list[Done]]]:
+        """Yield (job, what its worker made of each replica) as jobs finish."""
+        if self._here is not None:
+            for job in jobs:
+                yield job, self._here.handle(job, progress)
+        elif self.backend == "ray":
+            yield from self._cluster().run(jobs, progress)
+        else:
+            yield from self._run_here(jobs, progress)
 
     def train_all(self, configs: list[dict], progress=None) -> list:
         """Train without writing anything: train.Results in the order given."""
-        results = dict(self.train(configs, progress))
+        jobs = self.jobs([Replica(c, Path(".")) for c in configs], None)
+        results = {d.index: d.result for _, done in self.run(jobs, progress) for d in done}
         return [results[i] for i in range(len(configs))]
 
-    def _train_local(self, configs: list[dict], tasks: list[Task], progress
-                     ) -> Iterator[tuple[int, object]]:
-        from circlereg.model import initial_state
-        from circlereg.train import LaneProgram
+    def _run_here(self, jobs: list[Job], progress) -> Iterator[tuple[Job, list[Done]]]:
+        from multiprocessing.connection import wait
 
-        pending = list(tasks)
-        building: set[str] = set()  # structures a worker is tracing and compiling
-        changed = threading.Condition()
-        finished: collections.deque = collections.deque()
-        state = {"stop": False, "error": None, "running": 0}
+        while len(self._processes) < min(self.count, len(jobs)):
+            self._processes.append(WorkerProcess(self._factory))
+        pending, busy = list(jobs), {}
+        free = list(self._processes)
+        try:
+            while pending or busy:
+                holders = collections.Counter(k for p in self._processes for k in p.holds)
+                for process in list(free):
+                    job = choose(process.holds, pending, holders)
+                    if job is None and not busy:
+                        job = pending[0]  # nobody else is working: never wait on nothing
+                    if job is None:
+                        continue
+                    pending.remove(job)
+                    free.remove(process)
+                    process.send(job)
+                    busy[process.connection] = (process, job)
+                    holders.update([job.key] if job.key not in process.holds else [])
+                    process.holds.add(job.key)
+                for connection in wait(list(busy)):
+                    process, job = busy[connection]
+                    kind, *message = process.receive()
+                    if kind == "progress":
+                        if progress is not None:
+                            progress(message[0])
+                    elif kind == "error":
+                        raise message[1]
+                    elif kind == "done":
+                        del busy[connection]
+                        free.append(process)
+                        yield job, message[1]
+        except BaseException:  # interrupted, failed or abandoned: stop every worker now
+            self._stop()
+            raise
 
-        def take() -> tuple[Task, object] | None:
-            """The next task whose program is ready, or whose program no worker is building
-            yet (this worker then builds it); None when nothing is left (or everything
-            stops). A worker waits only while every pending structure is being built."""
-            with changed:
-                while not state["stop"] and pending:
-                    ready = {t.key: self.programs.get(t.key) for t in pending}
-                    task = next((t for t in pending if ready[t.key] is not None), None) or \
-                        next((t for t in pending if t.key not in building), None)
-                    if task is not None:
-                        pending.remove(task)
-                        if ready[task.key] is None:
-                            building.add(task.key)
-                        return task, ready[task.key]
-                    changed.wait()
-                return None
-
-        def work() -> None:
-            while (taken := take()) is not None:
-                task, program = taken
-                try:
-                    if program is None:
-                        first = configs[task.indices[0]]
-                        program = LaneProgram(first, self.split(first), traced=first_traced.set)
-                        with changed:
-                            self.programs.put(task.key, program)
-                            building.discard(task.key)
-                            changed.notify_all()
-                    first_traced.set()
-                    for batch in task.batches(self.lanes):
-                        starts = [starts_ahead[i].result() for i in batch]
-                        results = program.train([configs[i] for i in batch], starts, progress)
-                        with changed:
-                            finished.extend(zip(batch, results))
-                            changed.notify_all()
-                except BaseException as err:  # handed to the consuming thread, which raises it
-                    with changed:
-                        state["stop"], state["error"] = True, state["error"] or err
-                        building.discard(task.key)
-                        changed.notify_all()
-                finally:
-                    first_traced.set()
-
-        def run_worker() -> None:
-            try:
-                work()
-            finally:
-                with changed:
-                    state["running"] -= 1
-                    changed.notify_all()
-
-        # Initial weights are built once a first program is traced: its traced names, and
-        # so its compile cache entry, are then the same in every process (model.BUILDING).
-        first_traced = threading.Event()
-
-        def start(config: dict):
-            first_traced.wait()
-            return initial_state(config)
-
-        order = [i for task in tasks for i in task.indices]
-        count = self.workers or WORKERS
-        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(count) as workers:
-            starts_ahead = {i: builder.submit(start, configs[i]) for i in order}
-            state["running"] = min(count, len(tasks))
-            for _ in range(state["running"]):
-                workers.submit(run_worker)
-            try:
-                while True:
-                    with changed:
-                        while not finished and state["running"] and state["error"] is None:
-                            changed.wait()
-                        if state["error"] is not None:
-                            raise state["error"]
-                        if not finished and not state["running"]:
-                            return
-                        ready = [finished.popleft() for _ in range(len(finished))]
-                    yield from ready
-            finally:  # done, interrupted or failed: start nothing new, let running batches end
-                with changed:
-                    state["stop"] = True
-                    changed.notify_all()
-                for future in starts_ahead.values():
-                    future.cancel()
+    def _stop(self) -> None:
+        """Interrupt every worker process and wait for each to exit (killing one that takes
+        more than STOP_SECONDS), so no process is left behind and no run half-written."""
+        for process in self._processes:
+            process.stop()
+        for process in self._processes:
+            process.join(STOP_SECONDS)
+        self._processes = []
 
 
 @dataclass
@@ -291,80 +312,20 @@ class Written:
 
 def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list[Written]:
     """Train every replica of a checked plan (`Plan.check`, which its builder runs before
-    creating any folder) and write its run directory; returns what was written, in plan
-    order. An interrupted plan keeps every run directory already written."""
-    from circlereg.rundir import Writer
-    from circlereg.train import structure_key
-
+    creating any folder); each worker writes the run directories of what it trained.
+    Returns what was written, in plan order. An interrupted plan keeps every run directory
+    already written."""
     own = executor is None
     executor = executor or Executor()
     written: dict[int, Written] = {}
-    figures = executor.figures() if plan.outputs.figures and len(plan.replicas) > 1 else None
-    writer = Writer(plan.outputs, figures)
     try:
-        # One writer thread: a batch's run directories are written while later batches
-        # train, and an interrupted plan still finishes writing what it had trained.
-        with ThreadPoolExecutor(1) as writing:
-            structures = {structure_key(r.config): r.config for r in plan.replicas}
-
-            def advance(replica_epochs: int) -> None:
-                # Once compiled training runs (it releases the GIL, tracing does not), the
-                # writer builds what it needs in the meantime.
-                while structures:
-                    writing.submit(writer.prepare, structures.popitem()[1])
-                if progress is not None:
-                    progress(replica_epochs)
-
-            def write(index: int, result) -> None:
-                replica = plan.replicas[index]
-                metrics = writer.write(replica, result, executor.split(replica.config))
-                written[index] = Written(replica, metrics, result.history)
-
-            futures = [writing.submit(write, index, result) for index, result in
-                       executor.train([r.config for r in plan.replicas], advance)]
-            for future in futures:
-                future.result()
-        writer.wait()
+        jobs = executor.jobs(plan.replicas, plan.outputs)
+        with contextlib.closing(executor.run(jobs, progress)) as finished:
+            for _, done in finished:
+                for replica in done:
+                    written[replica.index] = Written(plan.replicas[replica.index],
+                                                     replica.metrics, replica.history)
     finally:
-        futures_wait(writer.pending)  # what was trained is written, even when interrupted
         if own:
             executor.close()
     return [written[i] for i in range(len(plan.replicas))]
-
-
-def figure_pool() -> ProcessPoolExecutor:
-    """Processes, one per core, that draw run figures beside the writer thread: matplotlib
-    holds the GIL for the ~0.2 s of a run's three figures, four times what the rest of its
-    run directory takes, so one thread drawing them would leave the second core idle once
-    training ends. Started afresh (spawn: no TensorFlow, no threads inherited); Ctrl-C is
-    left to this process, which finishes writing what it had trained."""
-    import multiprocessing
-
-    return ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_figure_worker)
-
-
-def _spawn_is_safe() -> bool:
-    """Whether a spawned process may import this program's __main__: it does unless the
-    program ran as a module (python -m circlereg.cli, pytest) or from the interpreter, and a
-    script without an `if __name__ == "__main__":` guard would then run again in it. The
-    circlereg console script has the guard; other scripts draw in the writer thread."""
-    import sys
-
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    return getattr(main, "__spec__", None) is not None or path is None or \
-        os.path.basename(path) == "circlereg"
-
-
-def _started() -> None:
-    """A figure process's first task: it is up once the initializer has run."""
-
-
-def _figure_worker() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from circlereg import plots  # matplotlib loads while training runs
-
-    plots.warm_up()

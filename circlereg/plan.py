@@ -41,12 +41,16 @@ class Plan:
         return sum(r.config["train"]["epochs"] for r in self.replicas)
 
     def check(self) -> None:
-        """Import and try every user penalty before anything trains (ConfigError if bad)."""
-        from circlereg.regularizers import check_custom_regularizers
+        """Import and try every user penalty before anything trains (ConfigError if bad).
+        Without one, nothing is imported: the command's own process needs no TensorFlow,
+        which its workers load."""
+        from circlereg.config import BUILTIN_KINDS
 
         seen = set()
         for replica in self.replicas:
             kinds = tuple(reg["kind"] for reg in replica.config["model"]["regularizers"])
-            if (replica.source, kinds) not in seen:
+            if (replica.source, kinds) not in seen and set(kinds) - set(BUILTIN_KINDS):
+                from circlereg.regularizers import check_custom_regularizers
+
                 seen.add((replica.source, kinds))
                 check_custom_regularizers(replica.config, replica.source)

@@ -15,14 +15,13 @@ import os
 import platform
 import shutil
 import sys
-from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from circlereg.config import ConfigError, config_hash, dump, quote
+from circlereg.config import ConfigError, config_hash, dump, quote, structure_key
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -150,24 +149,22 @@ def read_history(path: Path) -> dict[str, np.ndarray]:
 
 
 class Writer:
-    """Writes trained replicas' run directories. Keeps one probe model per structure,
-    so it is used from one thread (the executor's writer thread)."""
+    """Writes trained replicas' run directories. Keeps one probe model per structure, so it
+    is used from one thread: the worker's that trained them."""
 
-    def __init__(self, outputs, figures=None):
-        """`figures`: a concurrent.futures executor (a process pool) that draws a run's
-        figures while this thread writes the rest; None draws them here."""
+    def __init__(self, outputs):
         self.outputs = outputs
-        self.figures = figures
-        self.pending: list[Future] = []  # runs the figure pool is completing
         self._probes: dict[str, ActivationProbe] = {}
         self._convention: str | None = None
 
+    def prepared(self, config: dict) -> bool:
+        return structure_key(config) in self._probes and self._convention is not None
+
     def prepare(self, config: dict) -> ActivationProbe:
         """Build what writing this structure needs (its probe model, the plotting and
-        environment modules), ahead while training runs or on first use; returns the probe."""
+        environment modules) on first use; returns the probe."""
         from circlereg import plots
         from circlereg.regularizers import installed_convention
-        from circlereg.train import structure_key
 
         key = structure_key(config)
         if key not in self._probes:
@@ -175,22 +172,18 @@ class Writer:
             self._probes[key].warm_up(plots.BOUNDARY_POINTS if self.outputs.figures else 0)
         if self._convention is None:
             self._convention = installed_convention()
-            if self.outputs.figures and self.figures is None:  # a pool warms itself up
+            if self.outputs.figures:
                 plots.warm_up()
         return self._probes[key]
 
-    def write(self, replica, result, split) -> dict:
-        """Write one replica's run directory (atomically); returns its metrics. With a
-        figure pool, the pool draws the figures and completes the folder while this thread
-        writes the next run: `wait` for it."""
+    def write(self, replica, result, split, execution: dict | None = None) -> dict:
+        """Write one replica's run directory (atomically); returns its metrics.
+        `execution`: how the plan was trained (backend, workers), for environment.json."""
         import time
 
         from circlereg import plots
         from circlereg.data import Split
 
-        for done in [future for future in self.pending if future.done()]:
-            self.pending.remove(done)
-            done.result()  # a run the pool failed to complete stops the plan here
         start = time.perf_counter()
         config = replica.config
         probe = self.prepare(config)
@@ -206,7 +199,7 @@ class Writer:
             (scratch / "config.yaml").write_text(dump(config))
             write_history(scratch / "history.csv", result.history)
             write_json(scratch / "environment.json", environment(self._convention,
-                                                                 replica.source))
+                                                                 replica.source, execution))
             name = config["name"]
             figures = []
             if self.outputs.figures:
@@ -223,26 +216,15 @@ class Writer:
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
-        job = (scratch, final, figures, metrics, time.perf_counter() - start)
-        if self.figures is None:
-            finish_run(*job)
-        else:
-            self.pending.append(self.figures.submit(finish_run, *job))
+        finish_run(scratch, final, figures, metrics, time.perf_counter() - start)
         return metrics
-
-    def wait(self) -> None:
-        """Until every run directory handed to the figure pool is complete; raises the
-        first failure."""
-        pending, self.pending = self.pending, []
-        for future in pending:
-            future.result()
 
 
 def finish_run(scratch: Path, final: Path, figures: list[tuple], metrics: dict,
                seconds: float) -> None:
     """Draw a run's figures (each a plotting function and its arguments), write its
     metrics.json (with `write_seconds`, `seconds` spent so far plus this) and put the run
-    directory in place. Runs in the writer thread or a figure process."""
+    directory in place."""
     import time
 
     start = time.perf_counter()
@@ -377,9 +359,11 @@ def summarize(result, hidden: list[tuple[float, float]],
     }
 
 
-def environment(convention: str, config_source: str = "<config>") -> dict:
+def environment(convention: str, config_source: str = "<config>",
+                execution: dict | None = None) -> dict:
     """environment.json: the library versions that decide a run's numbers, and its
-    provenance (the config repository's commit, every installed package, CPU, threads)."""
+    provenance (the config repository's commit, every installed package, CPU, threads, and
+    how the plan was trained: `execution`, which never reaches the numbers)."""
     import sklearn
 
     from circlereg import provenance
@@ -402,6 +386,7 @@ def environment(convention: str, config_source: str = "<config>") -> dict:
         "cpu": provenance.cpu_model(),
         "threads": provenance.threads(),
         "packages": provenance.packages(),
+        "execution": execution or {},
     }
 
 

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from circlereg.backend import compiling, keras, tf
-from circlereg.config import LANES, config_hash
+from circlereg.config import LANES
 from circlereg.data import Split
 from circlereg.model import (
     BUILDING,
@@ -59,20 +59,6 @@ class Result:
     train_seconds: float
     stopped_epoch: int | None = None  # 1-based epoch early stopping ended the run at
     shape: dict = field(default_factory=dict)  # the compiled shape that trained it
-
-
-def structure_key(config: dict) -> str:
-    """Configs with equal keys can train as replicas of one graph: everything but the
-    seed, the penalty strengths, and how strong each dropout or noise layer is (whether it
-    acts at all is structure)."""
-    model = config["model"]
-    shape = {**config, "name": None, "train": {**config["train"], "seed": None},
-             "model": {**model,
-                       "regularizers": [{**reg, "l1": None, "l2": None}
-                                        for reg in model["regularizers"]],
-                       "dropout": [{**d, "rate": d["rate"] > 0} for d in model["dropout"]],
-                       "noise": [{**n, "stddev": n["stddev"] > 0} for n in model["noise"]]}}
-    return config_hash(shape)
 
 
 def _segments(epochs: int, parts: int = 8) -> list[int]:

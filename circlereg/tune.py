@@ -376,7 +376,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
     progress, `notice(line)` what the user should know."""
     from circlereg import rundir
     from circlereg.config import check_value
-    from circlereg.executor import WORKERS, Executor
+    from circlereg.executor import Executor
     from circlereg.plan import Plan, Replica
 
     optuna = require_optuna()
@@ -398,7 +398,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
     executor = executor or Executor()
     from circlereg.train import LANES
 
-    batch = batch or batch_size(len(search.seeds), LANES, executor.workers or WORKERS)
+    batch = batch or batch_size(len(search.seeds), LANES, executor.count)
     spec = {"config": str(config_path), "set": list(overrides), "space": list(space),
             "seeds": search.seeds, "trials": trials, "objective": objective,
             "direction": search.direction, "sampler": sampler, "sampler_seed": sampler_seed,

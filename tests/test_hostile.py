@@ -207,17 +207,21 @@ def test_a_second_process_on_the_same_folder_refuses(tmp_path):
 def test_an_interrupted_sweep_says_it_is_incomplete(tmp_path, monkeypatch):
     import json
 
+    from circlereg import executor
     from circlereg.executor import Executor
 
-    real = Executor.train
+    real, cut = Executor.run, executor.make_jobs
 
-    def interrupted(self, configs, progress=None):
-        for count, item in enumerate(real(self, configs, progress)):
-            if count == 2:
+    def interrupted(self, jobs, progress=None):
+        for count, item in enumerate(real(self, jobs, progress)):
+            if count == 1:  # the worker wrote both runs before its second job came back
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(Executor, "train", interrupted)
+    # jobs of one replica each (each still trained as a batch of LANES lanes)
+    monkeypatch.setattr(executor, "make_jobs", lambda replicas, outputs, chunk, lanes:
+                        cut(replicas, outputs, 1, 1))
+    monkeypatch.setattr(Executor, "run", interrupted)
     result = runner.invoke(app, sweep_args(tmp_path))
     assert result.exit_code == 130, result.output
     assert "run `circlereg sweep` with the same arguments and --resume" in result.output
@@ -227,7 +231,7 @@ def test_an_interrupted_sweep_says_it_is_incomplete(tmp_path, monkeypatch):
     assert summary["runs_planned"] == 4 and summary["runs_finished"] == 2
     listed = runner.invoke(app, ["list", str(tmp_path)])
     assert f"incomplete  {folder}  (sweep, 2/4 runs)" in listed.output
-    monkeypatch.setattr(Executor, "train", real)
+    monkeypatch.setattr(Executor, "run", real)
     assert runner.invoke(app, sweep_args(tmp_path, "--resume")).exit_code == 0
     assert json.loads((folder / "summary.json").read_text())["status"] == "complete"
     assert f"complete  {folder}  (sweep, 4/4 runs)" in \

@@ -1,6 +1,7 @@
 """The speed paths never change a number: the compile cache (cold, warm, off) and the compiled
 engine's counter-hash draws for dropout and noise."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -69,23 +70,31 @@ def test_draws_are_a_pure_function_of_seed_epoch_step_and_layer():
     assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1, abs=0.01)
 
 
-def test_figures_drawn_in_the_figure_pool_are_the_figures_drawn_here(executor, tmp_path):
+@pytest.mark.slow
+def test_a_run_written_in_a_worker_process_is_the_run_written_here(executor, tmp_path):
+    """Every file of a run directory, figures and model included, is byte for byte the same
+    from a worker process as from a worker in this process (wall times aside)."""
     from circlereg.config import load
-    from circlereg.executor import figure_pool
-    from circlereg.plan import Outputs, Replica
-    from circlereg.rundir import Writer
+    from circlereg.executor import Executor, execute
+    from circlereg.plan import Plan, Replica
 
     config = load(CONFIGS / "l1_pre_relu.yaml", ["train.epochs=30"])
-    (result,) = executor.train_all([config])
-    pool = figure_pool()
-    try:
-        for name, figures in (("here", None), ("pool", pool)):
-            Writer(Outputs(), figures).write(Replica(config, tmp_path / name), result,
-                                             executor.split(config))
-    finally:
-        pool.shutdown()
-    for png in ("accuracy.png", "loss.png", "decision_boundary.png"):
-        assert (tmp_path / "pool" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
+    for name, here in (("here", executor), ("process", None)):
+        with Executor(workers=1) if here is None else contextlib.nullcontext(here) as runner:
+            execute(Plan([Replica(config, tmp_path / name)]), runner)
+    files = sorted(p.name for p in (tmp_path / "here").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "process").iterdir())
+    assert {"accuracy.png", "loss.png", "decision_boundary.png", "model.keras"} <= set(files)
+    for name in files:
+        if name not in ("metrics.json", "environment.json", "model.keras"):
+            assert (tmp_path / "here" / name).read_bytes() == \
+                (tmp_path / "process" / name).read_bytes(), name
+    metrics = [json.loads((tmp_path / w / "metrics.json").read_text()) for w in ("here", "process")]
+    assert [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in metrics][0] == \
+        [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in metrics][1]
+    execution = [json.loads((tmp_path / w / "environment.json").read_text())["execution"]
+                 for w in ("here", "process")]
+    assert execution[0]["backend"] == "this process" and execution[1]["backend"] == "local"
 
 
 def test_a_run_figure_drawn_again_is_the_figure_drawn_afresh(tmp_path):
@@ -131,15 +140,13 @@ def test_a_run_figure_drawn_again_is_the_figure_drawn_afresh(tmp_path):
             != (tmp_path / "afresh" / name).read_bytes()] == []
 
 
-def test_a_run_the_figure_pool_fails_is_never_left_looking_complete(executor, tmp_path,
-                                                                    monkeypatch):
-    """The pool completes run folders after the writer moves on: a run whose figure fails
-    leaves no folder (not even a .partial- one), the failure reaches the plan at the next
-    write or at wait(), and the other runs are complete."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_a_run_whose_figure_fails_is_never_left_looking_complete(executor, tmp_path,
+                                                                 monkeypatch):
+    """A run whose figure fails leaves no folder (not even a .partial- one), the failure
+    reaches the caller, and the runs written before it are complete."""
     from circlereg import plots
     from circlereg.config import load
+    from circlereg.data import load_split
     from circlereg.plan import Outputs, Replica
     from circlereg.rundir import Writer, run_state
 
@@ -153,11 +160,9 @@ def test_a_run_the_figure_pool_fails_is_never_left_looking_complete(executor, tm
         curves(history, path, *args)
 
     monkeypatch.setattr(plots, "curves", failing)
-    with ThreadPoolExecutor(2) as pool:
-        writer = Writer(Outputs(), pool)
-        for name in ("good", "bad"):
-            writer.write(Replica(config, tmp_path / name), result, executor.split(config))
-        with pytest.raises(OSError, match="No space left"):
-            writer.wait()
+    writer = Writer(Outputs())
+    writer.write(Replica(config, tmp_path / "good"), result, load_split(config["data"]))
+    with pytest.raises(OSError, match="No space left"):
+        writer.write(Replica(config, tmp_path / "bad"), result, load_split(config["data"]))
     assert run_state(tmp_path / "good") is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good"]

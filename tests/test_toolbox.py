@@ -115,7 +115,7 @@ def test_dropout_rates_and_noise_stddevs_share_one_compiled_trainer(executor, tm
     """A rate or stddev is mapped per lane like a penalty strength: replicas of different
     rates train in one batch, each exactly as it trains alone; and model.keras keeps each
     replica's own rate."""
-    from circlereg.train import structure_key
+    from circlereg.config import structure_key
 
     def cfg(rate, stddev):
         return config("dropout", "train.epochs=60", "model.hidden=[16]",

@@ -1,0 +1,238 @@
+"""The worker: trains jobs of replicas and writes their run directories, wherever it runs.
+
+A `Job` is replicas of one structure (`train.structure_key`), trained as batches of exactly
+`LANES` lanes, so which worker trained a replica, and with what else, never reaches its
+numbers. The worker keeps what a structure costs to set up (its compiled program, the
+writer's probe model, the data split) for as long as it lives, and writes each run
+directory itself (`rundir.Writer`), figures included: training, metrics and writing all
+proceed in as many places at once as there are workers.
+
+Where a worker runs is the executor's business: a worker process of the local executor
+(`python -m circlereg.worker`, talking to its parent over one socket), a Ray actor, or the
+command's own process (`Executor(programs=...)`, which the tests use to share compiled
+programs across commands).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+
+from circlereg.plan import Outputs, Replica
+
+PROGRAM_LIMIT = 8  # compiled programs a worker keeps; the least recently used goes first
+
+
+@dataclass
+class Job:
+    """What a worker is handed: replicas of one structure and where each goes."""
+
+    number: int  # the job's place in the executor's list, reported back with what it made
+    key: str  # train.structure_key of every replica in it
+    indices: list[int]  # the replicas' places in the plan (or in Executor.train_all's list)
+    replicas: list[Replica]
+    outputs: Outputs | None  # what each run directory holds; None: train, return Results
+    execution: dict = field(default_factory=dict)  # how the plan runs: environment.json
+
+
+@dataclass
+class Done:
+    """One replica of a job: what the writer made of it, or (train only) its train.Result."""
+
+    index: int
+    metrics: dict | None = None
+    history: dict | None = None
+    result: object | None = None
+
+
+class Programs:
+    """Compiled programs (`train.LaneProgram`) by structure key, least recently used first
+    out. A program is a pure function of what it trains: whoever holds one may train any
+    batch of its structure."""
+
+    def __init__(self, limit: int = PROGRAM_LIMIT):
+        self.limit = limit
+        self._ready: collections.OrderedDict[str, object] = collections.OrderedDict()
+
+    def get(self, key: str):
+        program = self._ready.get(key)
+        if program is not None:
+            self._ready.move_to_end(key)
+        return program
+
+    def put(self, key: str, program) -> None:
+        self._ready[key] = program
+        self._ready.move_to_end(key)
+        while len(self._ready) > self.limit:
+            self._ready.popitem(last=False)
+
+
+class Worker:
+    """Trains jobs one after another and writes their run directories."""
+
+    def __init__(self, programs: Programs | None = None):
+        self.programs = programs if programs is not None else Programs()
+        self._splits: dict[str, object] = {}
+        self._writers: dict[Outputs, object] = {}
+
+    def start(self) -> None:
+        """Load TensorFlow now, while the parent is still handing out jobs."""
+        import circlereg.train  # noqa: F401
+
+    def split(self, config: dict):
+        """The config's data split, made once per data section."""
+        from circlereg.config import config_hash
+        from circlereg.data import load_split
+
+        key = config_hash(config["data"])
+        if key not in self._splits:
+            self._splits[key] = load_split(config["data"])
+        return self._splits[key]
+
+    def handle(self, job: Job, progress=None) -> list[Done]:
+        """Train the job's replicas and write each one's run directory (or, without
+        outputs, return their Results); `progress(replica_epochs)` as training advances."""
+        from circlereg.train import LANES, train_fit
+
+        configs = [r.config for r in job.replicas]
+        if configs[0]["train"]["engine"] == "fit":  # the reference: one replica at a time
+            batches = [[i] for i in range(len(configs))]
+            program = None
+        else:
+            batches = [list(range(i, min(i + LANES, len(configs))))
+                       for i in range(0, len(configs), LANES)]
+            program = self._program(job.key, configs[0])
+        ahead = self._prepare(job)
+        done = []
+        for batch in batches:
+            if program is None:
+                split = self.split(configs[batch[0]])
+                results = [train_fit(configs[batch[0]], split)]
+                if progress is not None:
+                    progress(len(results[0].history["loss"]))
+            else:
+                from circlereg.model import initial_state
+
+                starts = [initial_state(configs[i]) for i in batch]
+                results = program.train([configs[i] for i in batch], starts, progress)
+            if ahead is not None:
+                ahead.join()
+            for i, result in zip(batch, results):
+                done.append(self._finish(job, i, result))
+        return done
+
+    def _prepare(self, job: Job) -> threading.Thread | None:
+        """Build what writing a new structure needs (`Writer.prepare`: its probe model,
+        matplotlib) in a thread of its own while the first batch trains, which releases the
+        GIL: ~0.5 s off a lone run."""
+        if job.outputs is None:
+            return None
+        writer = self._writer(job.outputs)
+        if writer.prepared(job.replicas[0].config):
+            return None
+        ahead = threading.Thread(target=writer.prepare, args=(job.replicas[0].config,))
+        ahead.start()
+        return ahead
+
+    def _writer(self, outputs: Outputs):
+        from circlereg.rundir import Writer
+
+        if outputs not in self._writers:
+            self._writers[outputs] = Writer(outputs)
+        return self._writers[outputs]
+
+    def _program(self, key: str, config: dict):
+        """The structure's compiled program: kept, or traced now (and compiled, or loaded
+        from the compile cache). Traced before any initial weights are built in a fresh
+        process, so the names TensorFlow gives it, and with them its compile cache entry,
+        are the same in every worker (model.BUILDING)."""
+        from circlereg.train import LaneProgram
+
+        program = self.programs.get(key)
+        if program is None:
+            program = LaneProgram(config, self.split(config))
+            self.programs.put(key, program)
+        return program
+
+    def _finish(self, job: Job, i: int, result) -> Done:
+        index = job.indices[i]
+        if job.outputs is None:
+            return Done(index, result=result)
+        replica = job.replicas[i]
+        metrics = self._writer(job.outputs).write(replica, result, self.split(replica.config), job.execution)
+        return Done(index, metrics, result.history)
+
+
+def load_worker(factory: str):
+    """`module:attribute` -> the worker class (or factory) it names."""
+    module, _, attribute = factory.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def portable(err: BaseException) -> BaseException:
+    """`err` if it survives pickling, else a RuntimeError that carries its text."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:
+        return RuntimeError(f"{type(err).__name__}: {err}")
+
+
+def main() -> None:
+    """A worker process: `python -I -c ... FD SYS_PATH FACTORY` (see executor.WorkerProcess).
+    Reads jobs from the socket FD and answers, for each, ("progress", replica_epochs)
+    messages and then ("done", number, [Done]) or ("error", number, exception). Ctrl-C
+    (SIGINT, from the terminal or the parent) ends the job at hand, leaving no run directory
+    half-written, and the process."""
+    from multiprocessing.connection import Connection
+
+    fd, path, factory = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+    sys.path[:] = path
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    connection = Connection(fd)
+    try:
+        worker = load_worker(factory)()
+        connection.send(("ready", os.getpid()))
+        if hasattr(worker, "start"):
+            worker.start()
+        while True:
+            try:
+                job = connection.recv()
+            except EOFError:  # the parent is gone
+                break
+            if job is None:
+                break
+            try:
+                done = job_done(worker, job, connection)
+            except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
+                raise
+            except BaseException as err:
+                connection.send(("error", job.number, portable(err)))
+            else:
+                connection.send(("done", job.number, done))
+    except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError, EOFError):
+        raise SystemExit(130) from None  # quietly: the parent says what happened
+    # As the console script: the exit handlers (the compile cache's) run, and the process
+    # ends without the ~0.6 s Python spends tearing TensorFlow's modules down.
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def job_done(worker, job: Job, connection) -> list[Done]:
+    return worker.handle(job, lambda epochs: connection.send(("progress", epochs)))
+
+
+if __name__ == "__main__":
+    main()
