@@ -86,9 +86,16 @@ def make_jobs(replicas: list[Replica], outputs: Outputs | None, chunk: int, lane
             for number, (key, indices) in enumerate(cuts)]
 
 
-def choose(holds: set[str], pending: list[Job], holders: collections.Counter) -> Job | None:
+def choose(holds: set[str], pending: list[Job], holders: collections.Counter,
+           costs: dict[str, tuple[float, float]]) -> Job | None:
     """The job a free worker holding the programs of `holds` takes next (None: it waits),
-    given how many workers hold each structure."""
+    given how many workers hold each structure and what a structure's jobs and program
+    have cost so far, (seconds per job, seconds to build its program).
+
+    A worker joins the h holders of a structure when that ends its W seconds of waiting
+    jobs sooner although it must first build the program (B seconds): (W + B) / (h + 1) <
+    W / h, that is W > h * B. Until a structure's costs are measured, a job is taken to
+    cost as much as its program."""
     for job in pending:
         if job.key in holds:
             return job
@@ -99,7 +106,8 @@ def choose(holds: set[str], pending: list[Job], holders: collections.Counter) ->
     if not waiting:
         return None
     key = max(waiting, key=lambda k: waiting[k] / holders[k])
-    if waiting[key] > holders[key]:
+    job_seconds, build_seconds = costs.get(key, (1.0, 1.0))
+    if waiting[key] * job_seconds > holders[key] * build_seconds:
         return next(job for job in pending if job.key == key)
     return None
 
@@ -121,7 +129,7 @@ class WorkerProcess:
         self.connection, theirs = Pipe()
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", self.BOOT, str(theirs.fileno()),
-             json.dumps(sys.path), factory],
+             json.dumps(sys.path), factory, str(os.getpid())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=2)
         theirs.close()
         self.holds: set[str] = set()  # structures it was handed: it keeps their programs
@@ -260,11 +268,12 @@ class Executor:
             self._processes.append(WorkerProcess(self._factory))
         pending, busy = list(jobs), {}
         free = list(self._processes)
+        costs: dict[str, tuple[float, float]] = {}  # key -> (seconds per job, to build)
         try:
             while pending or busy:
                 holders = collections.Counter(k for p in self._processes for k in p.holds)
                 for process in list(free):
-                    job = choose(process.holds, pending, holders)
+                    job = choose(process.holds, pending, holders, costs)
                     if job is None and not busy:
                         job = pending[0]  # nobody else is working: never wait on nothing
                     if job is None:
@@ -286,7 +295,10 @@ class Executor:
                     elif kind == "done":
                         del busy[connection]
                         free.append(process)
-                        yield job, message[1]
+                        _, done, seconds, built = message
+                        last = costs.get(job.key, (seconds - built, built))
+                        costs[job.key] = (seconds - built, max(built, last[1]))
+                        yield job, done
         except BaseException:  # interrupted, failed or abandoned: stop every worker now
             self._stop()
             raise

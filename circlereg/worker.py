@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 from circlereg.plan import Outputs, Replica
@@ -80,6 +81,7 @@ class Worker:
         self.programs = programs if programs is not None else Programs()
         self._splits: dict[str, object] = {}
         self._writers: dict[Outputs, object] = {}
+        self.built = 0.0  # seconds the last job spent building its program
 
     def start(self) -> None:
         """Load TensorFlow now, while the parent is still handing out jobs."""
@@ -155,9 +157,12 @@ class Worker:
         from circlereg.train import LaneProgram
 
         program = self.programs.get(key)
+        self.built = 0.0
         if program is None:
+            start = time.perf_counter()
             program = LaneProgram(config, self.split(config))
             self.programs.put(key, program)
+            self.built = time.perf_counter() - start
         return program
 
     def _finish(self, job: Job, i: int, result) -> Done:
@@ -165,7 +170,8 @@ class Worker:
         if job.outputs is None:
             return Done(index, result=result)
         replica = job.replicas[i]
-        metrics = self._writer(job.outputs).write(replica, result, self.split(replica.config), job.execution)
+        metrics = self._writer(job.outputs).write(replica, result, self.split(replica.config),
+                                                  job.execution)
         return Done(index, metrics, result.history)
 
 
@@ -186,10 +192,27 @@ def portable(err: BaseException) -> BaseException:
         return RuntimeError(f"{type(err).__name__}: {err}")
 
 
+def end_with_parent(parent: int) -> None:
+    """Be interrupted (SIGINT) when the parent dies, even by SIGKILL, rather than finish a
+    job a resumed command is about to train again (Linux; elsewhere the closed socket ends
+    the worker after its job)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before that took effect
+        raise KeyboardInterrupt
+
+
 def main() -> None:
-    """A worker process: `python -I -c ... FD SYS_PATH FACTORY` (see executor.WorkerProcess).
+    """A worker process: `python -I -c ... FD SYS_PATH FACTORY PARENT_PID` (see
+    executor.WorkerProcess).
     Reads jobs from the socket FD and answers, for each, ("progress", replica_epochs)
-    messages and then ("done", number, [Done]) or ("error", number, exception). Ctrl-C
+    messages and then ("done", number, [Done], seconds, seconds building its program) or
+    ("error", number, exception). Ctrl-C
     (SIGINT, from the terminal or the parent) ends the job at hand, leaving no run directory
     half-written, and the process."""
     from multiprocessing.connection import Connection
@@ -199,6 +222,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     connection = Connection(fd)
     try:
+        end_with_parent(int(sys.argv[4]))
         worker = load_worker(factory)()
         connection.send(("ready", os.getpid()))
         if hasattr(worker, "start"):
@@ -210,14 +234,16 @@ def main() -> None:
                 break
             if job is None:
                 break
+            start = time.perf_counter()
             try:
-                done = job_done(worker, job, connection)
+                done = worker.handle(job, lambda epochs: connection.send(("progress", epochs)))
             except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
                 raise
             except BaseException as err:
                 connection.send(("error", job.number, portable(err)))
             else:
-                connection.send(("done", job.number, done))
+                connection.send(("done", job.number, done, time.perf_counter() - start,
+                                 getattr(worker, "built", 0.0)))
     except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError, EOFError):
         raise SystemExit(130) from None  # quietly: the parent says what happened
     # As the console script: the exit handlers (the compile cache's) run, and the process
@@ -228,10 +254,6 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def job_done(worker, job: Job, connection) -> list[Done]:
-    return worker.handle(job, lambda epochs: connection.send(("progress", epochs)))
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_ray_cluster_survives_a_killed_worker_and_matches_local(tmp_path, ray_cl
                               stderr=subprocess.STDOUT, text=True)
     killed, deadline = None, time.time() + 300
     while killed is None and driver.poll() is None and time.time() < deadline:
-        found = subprocess.run(["pgrep", "-f", "ray::TrainingActor"], capture_output=True,
+        found = subprocess.run(["pgrep", "-f", "ray::WorkerActor"], capture_output=True,
                                text=True).stdout.split()
         if found:
             killed = int(found[0])

@@ -128,12 +128,12 @@ def test_sweep_killed_then_resumed_matches_a_straight_run(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_mid_sweep_with_run_figures_exits_130_keeping_only_whole_runs(tmp_path):
-    """The console path (cli.main, which leaves without TensorFlow's teardown) with the
-    figure processes completing run folders: Ctrl-C exits 130 with one line, every folder
-    there is complete, no figure process outlives it, and --resume finishes the sweep."""
+    """The console path (cli.main) with two worker processes training and writing run
+    folders, figures included: Ctrl-C exits 130 with one line, every folder there is
+    complete, no worker process outlives it, and --resume finishes the sweep."""
     args = [a for a in KILLED if a != "--no-run-figures"]
     command = [sys.executable, "-m", "circlereg.cli", *args, "--runs-dir", str(tmp_path),
-               "--workers", "1"]
+               "--workers", "2"]
     # Ctrl-C acts as in a terminal even when these tests run as a background job, which a
     # non-interactive shell starts with SIGINT ignored (and its children inherit that).
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
@@ -143,7 +143,7 @@ def test_ctrl_c_mid_sweep_with_run_figures_exits_130_keeping_only_whole_runs(tmp
     while not list(tmp_path.rglob("seed_*/metrics.json")) and time.time() < deadline:
         time.sleep(0.05)
     children = _children(process.pid)
-    assert children, "the figure processes are running"
+    assert len(children) == 2, "the worker processes are running"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, (out, err, len(list(tmp_path.rglob("seed_*"))))

@@ -1,0 +1,130 @@
+"""Worker processes: as many jobs at once as workers, whatever the cores; the same bytes
+whatever the worker count; defaults from the machine."""
+
+import json
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from .conftest import CONFIGS, ROOT
+from .stand_in import SECONDS, WRITE_SECONDS
+
+STAND_IN = "tests.stand_in:SleepWorker"
+
+
+def test_sixteen_workers_run_sixteen_jobs_at_once_and_the_parent_keeps_up(tmp_path):
+    """With a stand-in job that sleeps without holding the GIL, 16 workers run 16 jobs at
+    once on any machine (this one has 2 cores), a second wave follows at once, and each job's
+    runs reach the parent within a fraction of a second of being written."""
+    from circlereg.config import load
+    from circlereg.executor import Executor
+    from circlereg.plan import Outputs, Replica
+
+    base = load(CONFIGS / "baseline.yaml")
+    replicas = [Replica({**base, "train": {**base["train"], "seed": seed}},
+                        tmp_path / f"seed_{seed}") for seed in range(1, 129)]
+    with Executor(workers=16, worker=STAND_IN) as executor:
+        # Start-up: 16 processes boot (staggered on 2 cores) and the cost of a job is learnt.
+        list(executor.run(executor.jobs(replicas[:64], Outputs())))
+        jobs = executor.jobs(replicas[64:], Outputs())
+        assert len(jobs) == 16
+        started = time.time()
+        received = [(time.time(), done) for _, done in executor.run(jobs)]
+        wall = time.time() - started
+        jobs = executor.jobs([Replica(r.config, tmp_path / "again" / r.destination.name)
+                              for r in replicas], Outputs())
+        assert len(jobs) == 32
+        started = time.time()
+        twice = [(time.time(), done) for _, done in executor.run(jobs)]
+        wall_twice = time.time() - started
+    spans = [(done[0].metrics["start"], done[0].metrics["end"]) for _, done in received]
+    at_once = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
+    assert at_once == 16
+    assert len({done[0].metrics["pid"] for _, done in received}) == 16
+    job = SECONDS + WRITE_SECONDS
+    assert wall < job + 1.0, f"16 jobs of {job} s on 16 workers took {wall:.2f} s"
+    assert wall_twice < 2 * job + 1.0, f"32 jobs on 16 workers took {wall_twice:.2f} s"
+    lag = max(arrived - done[-1].metrics["end"] for arrived, done in received + twice)
+    assert lag < 0.5, f"a job's runs reached the parent {lag:.2f} s after they were written"
+    assert len(list(tmp_path.glob("seed_*/done.json"))) == 128
+    assert len(list(tmp_path.glob("again/seed_*/done.json"))) == 128
+
+
+def test_a_free_worker_helps_only_when_that_ends_the_work_sooner():
+    from collections import Counter
+
+    from circlereg.executor import choose
+    from circlereg.worker import Job
+
+    pending = [Job(n, "a", [n], [], None) for n in range(6)] + [Job(6, "b", [6], [], None)]
+    assert choose({"b"}, pending, Counter(a=1, b=1), {}).key == "b"  # its own program
+    assert choose(set(), pending, Counter(a=1), {}).key == "b"  # a structure nobody holds
+    # 6 jobs of a wait on 2 workers: a third one helps while 6 jobs outlast 2 builds
+    holders = Counter(a=2, b=1)
+    assert choose({"c"}, pending[:6], holders, {"a": (1.0, 2.0)}).key == "a"
+    assert choose({"c"}, pending[:6], holders, {"a": (1.0, 3.0)}) is None
+    assert choose({"c"}, pending[:6], holders, {}).key == "a"  # costs unknown yet: 6 > 2
+
+
+def test_default_workers_follow_the_cpus_this_process_may_use(monkeypatch):
+    from circlereg import config, executor
+
+    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: set(range(48)))
+    monkeypatch.setattr(config, "_machine_memory", lambda: 256e9)
+    assert executor.available_cpus() in (48, executor.available_cpus())  # a cgroup may cap
+    assert executor.default_workers() == executor.available_cpus()
+    monkeypatch.setattr(config, "_machine_memory", lambda: 8e9)  # 0.75 GB per worker
+    assert executor.default_workers() == min(6, executor.available_cpus())
+    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: {3})
+    assert executor.available_cpus() == 1 and executor.default_workers() == 1
+
+
+def comparable(path):
+    """What a run's file says about its numbers: metrics without wall times, environment
+    without how the plan ran, model.keras without its save date."""
+    if path.name == "metrics.json":
+        return {k: v for k, v in json.loads(path.read_text()).items()
+                if not k.endswith("_seconds")}
+    if path.name == "environment.json":
+        return {k: v for k, v in json.loads(path.read_text()).items() if k != "execution"}
+    if path.suffix == ".keras":
+        with zipfile.ZipFile(path) as archive:
+            return {name: archive.read(name) for name in archive.namelist()
+                    if name != "metadata.json"}
+    return path.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_sweep_writes_the_same_bytes_with_1_2_and_5_worker_processes(tmp_path):
+    """Every file of every run folder and the sweep's summary, figures and model included,
+    whatever the number of worker processes (wall times and the recorded worker count
+    aside); environment.json records how many workers trained the plan."""
+    args = ["sweep", str(CONFIGS / "l1_pre_relu.yaml"), "model.regularizers.0.l1=1e-4,1e-3,1e-2",
+            "model.regularizers.0.placement=pre_activation,post_activation", "--repeats", "4",
+            "--set", "train.epochs=30", "--quiet"]
+    folders = {}
+    for workers in (1, 2, 5):
+        runs = tmp_path / str(workers)
+        done = subprocess.run([sys.executable, "-m", "circlereg.cli", *args, "--workers",
+                               str(workers), "--runs-dir", str(runs)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+        (folders[workers],) = runs.glob("*/*")
+    files = sorted(p.relative_to(folders[1]) for p in folders[1].rglob("*")
+                   if p.is_file() and p.name != ".lock")
+    assert len([f for f in files if f.name == "decision_boundary.png"]) == 24
+    for workers in (2, 5):
+        assert files == sorted(p.relative_to(folders[workers]) for p in
+                               folders[workers].rglob("*") if p.is_file() and p.name != ".lock")
+    for name in files:
+        first = comparable(folders[1] / name)
+        assert all(comparable(folders[w] / name) == first for w in (2, 5)), name
+    for workers in (1, 2, 5):
+        environment = json.loads((folders[workers] / "p000" / "seed_1" /
+                                  "environment.json").read_text())
+        assert environment["execution"]["workers"] == workers
+        assert environment["execution"]["backend"] == "local"
