@@ -27,6 +27,11 @@ its own that starts empty:
     tune       `circlereg tune` of the L1 strength, 200 trials x 5 seeds (1000 runs), and the
                1000-run sweep it is compared with (200 strengths x 5 seeds), both
                --no-run-figures (needs circlereg[tune])
+    scaling    the 220-run sweep and a 1000-run sweep (50 strengths x 2 placements x 10
+               seeds), --no-run-figures, each with --workers 1 and --workers 2: wall time, CPU
+               time, peak memory of the process tree, and what Amdahl's law makes of them
+               (T(1) = s + p, T(2) = s + p/2: the serial seconds s) with the speedup they
+               project for 16 and 64 cores, over 1 worker and over 2
     datasize   one run of configs/l1_pre_relu.yaml as the data grow: n_train 30 (the study,
                4000 epochs), then 300, 1000, 3000 and 30000 (as many test points, batch 32,
                20 epochs), with the compiled engine and with `train.engine: fit`, each a
@@ -38,7 +43,8 @@ its own that starts empty:
 --before PATH times every row on a second checkout too (e.g. a `git worktree` of main), each
 row alternating between the two within the same minute, so that a busy machine slows both
 alike. Prints each row's wall time, ratio to the peer (peer / circlereg), peak memory (max
-RSS), and the goals table of issue 13 against what was measured. Run directories and caches
+RSS, summed over the process tree), and the goals tables of issues 13 and 21 against what
+was measured. Run directories and caches
 go to a temporary folder that is removed at the end. --only runs a subset of the circlereg
 rows (the peer is always timed).
 """
@@ -52,49 +58,86 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "bench" / "peer.py"
 CONFIG = "configs/l1_pre_relu.yaml"
-ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce", "tune", "datasize")
+ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce", "tune", "scaling",
+        "datasize")
 DATA_SIZES = (30, 300, 1000, 3000, 30000)
 L1 = "model.regularizers.0.l1"
 PLACEMENTS = "model.regularizers.0.placement=pre_activation,post_activation"
-# Issue 13's goals on a 2-core machine: (label, row, what is measured, goal, at most?)
+# Goals on a 2-core machine (issues 13 and 21): (label, row, what is measured, goal, at most?)
 GOALS = (
     ("one run end to end, second call", "run (warm cache)", "seconds", 6.0, True),
     ("40-run sweep, default outputs", "sweep40", "ratio", 1000.0, False),
     ("220-run sweep", "sweep220", "ratio", 3000.0, False),
     ("dropout run, training only (x baseline)", "dropout run", "training", 1.5, True),
     ("reproduce (30 seeds, 3 conventions)", "reproduce", "seconds", 30.0, True),
-    ("peak memory, 220-run sweep (MB)", "sweep220", "memory", 1000.0, True),
+    ("peak tree memory, 220-run sweep (MB)", "sweep220", "memory", 2000.0, True),
+)
+# Issue 21's scaling goals: (label, sweep, what is measured, goal, at most?)
+SCALING_GOALS = (
+    ("220-run sweep, 2 workers against 1", "sweep220", "speedup", 1.8, False),
+    ("serial seconds, 220-run sweep", "sweep220", "serial", 5.0, True),
+    ("1000-run sweep, projected 16 cores over 2", "sweep1000", "16 over 2", 5.0, False),
+    ("peak tree memory, 220-run sweep, 2 workers (MB)", "sweep220", "memory 2", 2000.0, True),
 )
 
 
 def timed(cmd: list[str], cwd: Path, env: dict, ok: tuple[int, ...] = (0,),
-          timeout: float | None = None) -> tuple[float, str, float, int]:
-    """(wall seconds, stdout, peak RSS of that child in MB, exit code); exits unless the
-    child's exit code is in `ok`. Past `timeout` seconds the child is killed: exit code -9."""
+          timeout: float | None = None) -> "Timing":
+    """Run `cmd` to its end; exits unless its exit code is in `ok`. Past `timeout` seconds
+    the child is killed (exit code -9). Memory is the peak of the RSS summed over the child
+    and every process under it (its workers), sampled every 50 ms; CPU is the child's and
+    its reaped descendants' user + system time."""
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
         deadline = None if timeout is None else start + timeout
-        while True:  # this child's own rusage, from wait4
-            pid, status, usage = os.wait4(child.pid, 0 if deadline is None else os.WNOHANG)
+        peak = 0
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
-            if time.perf_counter() > deadline:
+            peak = max(peak, tree_rss(child.pid))
+            if deadline is not None and time.perf_counter() > deadline:
                 child.kill()
                 deadline = None
             time.sleep(0.05)
         seconds = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
+        memory = max(peak, usage.ru_maxrss * 1024) / 1e6
+        cpu = usage.ru_utime + usage.ru_stime
         out.seek(0), err.seek(0)
         if child.returncode == -9 and timeout is not None:
-            return seconds, "", usage.ru_maxrss * 1024 / 1e6, -9
+            return Timing(seconds, "", memory, -9, cpu)
         if child.returncode not in ok:
             sys.exit(f"failed (exit {child.returncode}): {' '.join(cmd)}\n{err.read()[-2000:]}")
-        return seconds, out.read(), usage.ru_maxrss * 1024 / 1e6, child.returncode
+        return Timing(seconds, out.read(), memory, child.returncode, cpu)
+
+
+class Timing(NamedTuple):
+    seconds: float
+    out: str
+    memory: float  # MB, peak summed RSS of the process tree
+    code: int
+    cpu: float  # seconds
+
+
+def tree_rss(pid: int) -> int:
+    """Bytes resident in `pid` and every process under it, now (Linux /proc)."""
+    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        current = todo.pop()
+        try:
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * page
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 class Tree:
@@ -108,19 +151,24 @@ class Tree:
     def circlereg(self, row: str, *args: str, ok=(0,), env=None, timeout=None
                   ) -> tuple[float, float, Path, int]:
         """(seconds, peak MB, runs dir, exit code) of one circlereg command."""
+        timing, runs = self.command(row, *args, ok=ok, env=env, timeout=timeout)
+        return timing.seconds, timing.memory, runs, timing.code
+
+    def command(self, row: str, *args: str, ok=(0,), env=None, timeout=None
+                ) -> tuple[Timing, Path]:
+        """The Timing of one circlereg command, and its runs dir (emptied first)."""
         runs = self.scratch / row
-        seconds, _, mem, code = timed([sys.executable, "-m", "circlereg.cli", *args,
-                                       "--runs-dir", str(runs)], self.root,
-                                      {**self.env, **(env or {})}, ok, timeout)
-        return seconds, mem, runs, code
+        shutil.rmtree(runs, ignore_errors=True)
+        return timed([sys.executable, "-m", "circlereg.cli", *args, "--runs-dir", str(runs)],
+                     self.root, {**self.env, **(env or {})}, ok, timeout), runs
 
     def build_seconds(self, overrides: list[str], timeout: float) -> float | None:
         """Seconds to trace and XLA-compile the compiled program of l1_pre_relu.yaml with
         `overrides`, in a fresh process without the compile cache (None: past timeout)."""
         code = BUILD.format(config=CONFIG, overrides=overrides)
-        _, out, _, status = timed([sys.executable, "-c", code], self.root,
-                                  {**self.env, "CIRCLEREG_COMPILE_CACHE": "0"}, (0,), timeout)
-        return None if status == -9 else float(out.split()[-1])
+        timing = timed([sys.executable, "-c", code], self.root,
+                       {**self.env, "CIRCLEREG_COMPILE_CACHE": "0"}, (0,), timeout)
+        return None if timing.code == -9 else float(timing.out.split()[-1])
 
 
 # Run in a tree's root: builds the program that trains one batch of the config (the class
@@ -180,9 +228,9 @@ def main() -> None:
 def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None:
     peer_times, peer_mem = [], 0.0
     for seed in range(1, args.peer_seeds + 1):
-        seconds, out, mem, _ = timed([sys.executable, str(PEER), "--variant", "pre",
-                                      "--epochs", str(args.epochs), "--seed", str(seed)],
-                                     ROOT, dict(os.environ))
+        seconds, out, mem, _, _ = timed([sys.executable, str(PEER), "--variant", "pre",
+                                         "--epochs", str(args.epochs), "--seed", str(seed)],
+                                        ROOT, dict(os.environ))
         peer_times.append(seconds)
         peer_mem = max(peer_mem, mem)
         print(f"peer   seed {seed}: {seconds:7.1f} s   {out.strip()}", flush=True)
@@ -211,7 +259,7 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
     }
     measured: dict[str, dict[str, dict]] = {tree.name: {} for tree in trees}
     for row in only:
-        if row == "datasize":
+        if row in ("datasize", "scaling"):
             continue
         for label, runs_done, command in commands[row]:
             for tree in trees:  # alternating: both sides see the same load
@@ -230,8 +278,10 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
                 extra = f"  exit {code}" if row == "reproduce" else ""
                 print(f"{tree.name:>6} {label:<18} {seconds:7.1f} s  {mem:6.0f} MB{extra}",
                       flush=True)
-    if any(row != "datasize" for row in only):
+    if any(row not in ("datasize", "scaling") for row in only):
         _report(peer_one, peer_mem, trees, measured)
+    if "scaling" in only:
+        _scaling(args, trees, epochs)
     if "datasize" in only:
         _datasize(args, trees, peer_one)
 
@@ -265,6 +315,47 @@ def _report(peer_one: float, peer_mem: float, trees: list[Tree], measured: dict)
         print(f"{label:<42}{('<= ' if at_most else '>= ') + f'{goal:g}':>10}{cells}")
     print("(! marks a goal not met; ratios are the peer's time for the same number of runs "
           "over circlereg's)")
+
+
+def _scaling(args: argparse.Namespace, trees: list[Tree], epochs: list[str]) -> None:
+    """Each sweep with 1 and 2 workers; Amdahl's serial seconds and projected speedups."""
+    sweeps = {"sweep220": "logspace(-6,-1,11)", "sweep1000": "logspace(-6,-1,50)"}
+    print("\nscaling: T(1) = s + p, T(2) = s + p/2; projected T(n) = s + p/n; memory: peak "
+          "RSS summed over the process tree")
+    print(f"{'tree':<7}{'sweep':<10}{'T1 s':>7}{'T2 s':>7}{'T1/T2':>7}{'cpu1 s':>8}{'cpu2 s':>8}"
+          f"{'MB 1':>7}{'MB 2':>7}{'s':>6}{'p':>7}{'16 x1':>7}{'64 x1':>7}{'16/2':>6}"
+          f"{'64/2':>6}")
+    found: dict[str, dict[str, dict]] = {tree.name: {} for tree in trees}
+    for name, strengths in sweeps.items():
+        command = ["sweep", CONFIG, f"{L1}={strengths}", PLACEMENTS, "--repeats", "10",
+                   *epochs, "--no-run-figures", "--quiet"]
+        times: dict[str, dict[int, Timing]] = {tree.name: {} for tree in trees}
+        for workers in (1, 2):
+            for tree in trees:  # alternating: both sides see the same load
+                times[tree.name][workers], _ = tree.command("scaling", *command, "--workers",
+                                                            str(workers))
+        for tree in trees:
+            one, two = times[tree.name][1], times[tree.name][2]
+            serial = 2 * two.seconds - one.seconds
+            parallel = one.seconds - serial
+            at = {n: serial + parallel / n for n in (16, 64)}
+            figures = {"speedup": one.seconds / two.seconds, "serial": serial,
+                       "16 over 2": two.seconds / at[16], "memory 2": two.memory}
+            found[tree.name][name] = figures
+            print(f"{tree.name:<7}{name:<10}{one.seconds:>7.1f}{two.seconds:>7.1f}"
+                  f"{figures['speedup']:>6.2f}x{one.cpu:>8.1f}{two.cpu:>8.1f}{one.memory:>7.0f}"
+                  f"{two.memory:>7.0f}{serial:>6.1f}{parallel:>7.1f}"
+                  f"{one.seconds / at[16]:>6.1f}x{one.seconds / at[64]:>6.1f}x"
+                  f"{two.seconds / at[16]:>5.1f}x{two.seconds / at[64]:>5.1f}x", flush=True)
+    names = [tree.name for tree in trees]
+    print(f"\n{'goal (issue 21)':<50}{'goal':>10}" + "".join(f"{n:>10}" for n in names))
+    for label, sweep, what, goal, at_most in SCALING_GOALS:
+        cells = ""
+        for n in names:
+            value = found[n][sweep][what]
+            met = value <= goal if at_most else value >= goal
+            cells += f"{value:>9.2f}{'' if met else '!'}"
+        print(f"{label:<50}{('<= ' if at_most else '>= ') + f'{goal:g}':>10}{cells}")
 
 
 # Issue 20's goals on a 2-core machine, from the datasize table.

@@ -74,8 +74,9 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 ResumeOption = Annotated[bool, typer.Option(
     help="Continue the newest folder of this same work: train only missing runs.")]
 WorkersOption = Annotated[int | None, typer.Option(
-    help="Batches trained at once (default: 2 locally, one per core of a 2-core machine; "
-         "one Ray actor per CPU with --backend ray). Never changes a run's numbers.")]
+    help="Worker processes training at once (default: one per CPU this process may use, "
+         "as many as memory holds; one Ray actor per CPU with --backend ray). Never changes "
+         "a run's numbers.")]
 ChunkOption = Annotated[int | None, typer.Option(
     help="Replicas a worker or Ray task takes at a time (whole batches of 4 lanes). Never "
          "changes a run's numbers.")]
@@ -92,9 +93,10 @@ def _seed_override(seed: int | None) -> list[str]:
 
 
 def _executor(workers: int | None, chunk: int | None, backend: str, address: str | None,
-              runs_dir: Path):
+              runs_dir: Path, jobs: int | None = None):
     """The one executor a command trains its plan on, and where it writes; both checked
-    before anything trains."""
+    before anything trains. Its worker processes start loading now, for up to `jobs` jobs
+    (default: one per worker), while the command builds its plan."""
     from circlereg.rundir import check_runs_dir
 
     check_runs_dir(runs_dir)
@@ -112,8 +114,10 @@ def _executor(workers: int | None, chunk: int | None, backend: str, address: str
         raise ConfigError("--address", "", "applies to --backend ray only")
     from circlereg.executor import Executor
 
-    return Executor(workers=workers, backend=backend, address=address, chunk=chunk,
-                    programs=PROGRAMS)
+    executor = Executor(workers=workers, backend=backend, address=address, chunk=chunk,
+                        programs=PROGRAMS)
+    executor.start(jobs)
+    return executor
 
 
 # None: each command trains on worker processes (the CLI runs one command per process). Tests
@@ -154,7 +158,7 @@ def run(
             raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
         config = shipped.config_file(config)
         resolved = load(config, (set_ or []) + _seed_override(seed))
-        executor = _executor(workers, None, backend, address, runs_dir)
+        executor = _executor(workers, None, backend, address, runs_dir, jobs=1)
         from circlereg.run import run_one
 
         def announce(replica_epochs: int) -> None:

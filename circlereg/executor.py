@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +41,7 @@ WORKER = "circlereg.worker:Worker"
 WORKER_MEMORY = 1.0e9  # bytes a worker process may reach on the study's configs (measured
 # ~0.6 GB with run figures); defaults keep the workers within MEMORY_SHARE of the machine
 MEMORY_SHARE = 0.75
+HELP_MARGIN = 1.5  # see `choose`
 STOP_SECONDS = 10  # how long interrupted workers get to clean up before they are killed
 
 
@@ -89,13 +91,14 @@ def make_jobs(replicas: list[Replica], outputs: Outputs | None, chunk: int, lane
 def choose(holds: set[str], pending: list[Job], holders: collections.Counter,
            costs: dict[str, tuple[float, float]]) -> Job | None:
     """The job a free worker holding the programs of `holds` takes next (None: it waits),
-    given how many workers hold each structure and what a structure's jobs and program
-    have cost so far, (seconds per job, seconds to build its program).
+    given how many workers hold each structure and what a structure has cost so far:
+    (seconds per job, what a worker's first job of it costs on top: building its program).
 
     A worker joins the h holders of a structure when that ends its W seconds of waiting
     jobs sooner although it must first build the program (B seconds): (W + B) / (h + 1) <
-    W / h, that is W > h * B. Until a structure's costs are measured, a job is taken to
-    cost as much as its program."""
+    W / h, that is W > h * B; by HELP_MARGIN more, as both are estimates and the gain near
+    the threshold is small. Until a structure's costs are measured, a job is taken to cost
+    as much as its program."""
     for job in pending:
         if job.key in holds:
             return job
@@ -107,7 +110,7 @@ def choose(holds: set[str], pending: list[Job], holders: collections.Counter,
         return None
     key = max(waiting, key=lambda k: waiting[k] / holders[k])
     job_seconds, build_seconds = costs.get(key, (1.0, 1.0))
-    if waiting[key] * job_seconds > holders[key] * build_seconds:
+    if waiting[key] * job_seconds > HELP_MARGIN * holders[key] * build_seconds:
         return next(job for job in pending if job.key == key)
     return None
 
@@ -133,8 +136,10 @@ class WorkerProcess:
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=2)
         theirs.close()
         self.holds: set[str] = set()  # structures it was handed: it keeps their programs
+        self.used = False  # handed a job yet
 
     def send(self, job: Job | None) -> None:
+        self.used = self.used or job is not None
         self.connection.send(job)
 
     def receive(self) -> tuple:
@@ -149,10 +154,11 @@ class WorkerProcess:
             raise WorkerLost(f"worker process {self.process.pid} {how}{hint}") from None
 
     def stop(self) -> None:
-        """Interrupt it: it ends its job without leaving a run half-written, and exits."""
+        """Interrupt it: it ends its job without leaving a run half-written, and exits. One
+        never handed a job, which may still be loading, simply ends."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGINT)
+                self.process.send_signal(signal.SIGINT if self.used else signal.SIGTERM)
 
     def join(self, seconds: float) -> None:
         try:
@@ -217,14 +223,25 @@ class Executor:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def start(self, jobs: int | None = None) -> None:
+        """Start worker processes now, for up to `jobs` jobs (default: as many as there are
+        workers), so that they load TensorFlow while this process builds its plan."""
+        if self._here is None and self.backend == "local":
+            count = min(self.count, jobs or self.count)
+            while len(self._processes) < count:
+                self._processes.append(WorkerProcess(self._factory))
+
     def close(self) -> None:
-        """End the workers (idle ones exit at once)."""
+        """End the workers: idle ones exit at once, as do ones never handed a job."""
         if self._ray is not None:
             self._ray.close()
             self._ray = None
         for process in self._processes:
-            with contextlib.suppress(OSError):
-                process.send(None)
+            if process.used:
+                with contextlib.suppress(OSError):
+                    process.send(None)
+            else:
+                process.stop()
         for process in self._processes:
             process.join(STOP_SECONDS)
         self._processes = []
@@ -264,11 +281,10 @@ class Executor:
     def _run_here(self, jobs: list[Job], progress) -> Iterator[tuple[Job, list[Done]]]:
         from multiprocessing.connection import wait
 
-        while len(self._processes) < min(self.count, len(jobs)):
-            self._processes.append(WorkerProcess(self._factory))
+        self.start(len(jobs))
         pending, busy = list(jobs), {}
         free = list(self._processes)
-        costs: dict[str, tuple[float, float]] = {}  # key -> (seconds per job, to build)
+        costs: dict[str, tuple[float, float]] = {}  # key -> (seconds per job, first's extra)
         try:
             while pending or busy:
                 holders = collections.Counter(k for p in self._processes for k in p.holds)
@@ -296,8 +312,12 @@ class Executor:
                         del busy[connection]
                         free.append(process)
                         _, done, seconds, built = message
-                        last = costs.get(job.key, (seconds - built, built))
-                        costs[job.key] = (seconds - built, max(built, last[1]))
+                        steady, first = costs.get(job.key, (seconds - built, 0.0))
+                        if built:  # a first job: its extra over a steady one
+                            first = max(first, seconds - steady)
+                        else:
+                            steady = seconds
+                        costs[job.key] = (steady, first or built)
                         yield job, done
         except BaseException:  # interrupted, failed or abandoned: stop every worker now
             self._stop()
@@ -311,6 +331,21 @@ class Executor:
         for process in self._processes:
             process.join(STOP_SECONDS)
         self._processes = []
+
+
+def warm_up_idle(*steps: Callable[[], object]) -> threading.Thread:
+    """Run `steps` (e.g. loading matplotlib and scipy for the summary and its figures) in a
+    thread of this process at the lowest priority while the workers train: they take CPU
+    the workers leave idle, and the command's serial end no longer waits for them."""
+    def run() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a thread has a priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        for step in steps:
+            step()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass

@@ -62,11 +62,12 @@ def test_a_free_worker_helps_only_when_that_ends_the_work_sooner():
     pending = [Job(n, "a", [n], [], None) for n in range(6)] + [Job(6, "b", [6], [], None)]
     assert choose({"b"}, pending, Counter(a=1, b=1), {}).key == "b"  # its own program
     assert choose(set(), pending, Counter(a=1), {}).key == "b"  # a structure nobody holds
-    # 6 jobs of a wait on 2 workers: a third one helps while 6 jobs outlast 2 builds
+    # 6 jobs of a wait on 2 workers: a third one helps while they outlast 2 builds (by the
+    # margin of 1.5)
     holders = Counter(a=2, b=1)
-    assert choose({"c"}, pending[:6], holders, {"a": (1.0, 2.0)}).key == "a"
-    assert choose({"c"}, pending[:6], holders, {"a": (1.0, 3.0)}) is None
-    assert choose({"c"}, pending[:6], holders, {}).key == "a"  # costs unknown yet: 6 > 2
+    assert choose({"c"}, pending[:6], holders, {"a": (1.0, 1.5)}).key == "a"  # 6 > 4.5
+    assert choose({"c"}, pending[:6], holders, {"a": (1.0, 2.5)}) is None  # 6 < 7.5
+    assert choose({"c"}, pending[:6], holders, {}).key == "a"  # costs unknown yet: 6 > 3
 
 
 def test_default_workers_follow_the_cpus_this_process_may_use(monkeypatch):
