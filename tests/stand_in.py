@@ -29,3 +29,10 @@ class SleepWorker:
             done.append(Done(index, {"start": start, "end": time.time(), "pid": os.getpid()},
                              {}))
         return done
+
+
+class CrashingWorker(SleepWorker):
+    """A worker that dies mid-job, as one killed for memory would."""
+
+    def handle(self, job, progress=None):
+        os._exit(3)

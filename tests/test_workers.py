@@ -129,3 +129,18 @@ def test_a_sweep_writes_the_same_bytes_with_1_2_and_5_worker_processes(tmp_path)
                                   "environment.json").read_text())
         assert environment["execution"]["workers"] == workers
         assert environment["execution"]["backend"] == "local"
+
+
+def test_a_worker_that_dies_stops_the_plan_in_one_line_and_leaves_no_process(tmp_path):
+    from circlereg.config import load
+    from circlereg.executor import Executor, WorkerLost
+    from circlereg.plan import Outputs, Replica
+
+    base = load(CONFIGS / "baseline.yaml")
+    replicas = [Replica({**base, "train": {**base["train"], "seed": seed}},
+                        tmp_path / f"seed_{seed}") for seed in range(1, 9)]
+    executor = Executor(workers=2, worker="tests.stand_in:CrashingWorker")
+    with pytest.raises(WorkerLost, match=r"^worker process \d+ exited with code 3$"):
+        with executor:
+            list(executor.run(executor.jobs(replicas, Outputs())))
+    assert executor._processes == []  # every other worker was stopped and waited for
