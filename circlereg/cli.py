@@ -93,10 +93,11 @@ def _seed_override(seed: int | None) -> list[str]:
 
 
 def _executor(workers: int | None, chunk: int | None, backend: str, address: str | None,
-              runs_dir: Path, jobs: int | None = None):
+              runs_dir: Path):
     """The one executor a command trains its plan on, and where it writes; both checked
-    before anything trains. Its worker processes start loading now, for up to `jobs` jobs
-    (default: one per worker), while the command builds its plan."""
+    before anything trains. Its first worker process starts loading TensorFlow now, while
+    the command builds its plan; the others start once the plan says how many it needs (a
+    3-run plan on a 64-core machine starts one, not 64)."""
     from circlereg.rundir import check_runs_dir
 
     check_runs_dir(runs_dir)
@@ -116,7 +117,7 @@ def _executor(workers: int | None, chunk: int | None, backend: str, address: str
 
     executor = Executor(workers=workers, backend=backend, address=address, chunk=chunk,
                         programs=PROGRAMS)
-    executor.start(jobs)
+    executor.start(1)
     return executor
 
 
@@ -158,7 +159,7 @@ def run(
             raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
         config = shipped.config_file(config)
         resolved = load(config, (set_ or []) + _seed_override(seed))
-        executor = _executor(workers, None, backend, address, runs_dir, jobs=1)
+        executor = _executor(workers, None, backend, address, runs_dir)
         from circlereg.run import run_one
 
         def announce(replica_epochs: int) -> None:

@@ -97,8 +97,8 @@ def choose(holds: set[str], pending: list[Job], holders: collections.Counter,
     A worker joins the h holders of a structure when that ends its W seconds of waiting
     jobs sooner although it must first build the program (B seconds): (W + B) / (h + 1) <
     W / h, that is W > h * B; by HELP_MARGIN more, as both are estimates and the gain near
-    the threshold is small. Until a structure's costs are measured, a job is taken to cost
-    as much as its program."""
+    the threshold is small. Until a job of the structure has ended, its holders are still
+    building the program too, so one more starts no later than they do: it helps."""
     for job in pending:
         if job.key in holds:
             return job
@@ -109,7 +109,7 @@ def choose(holds: set[str], pending: list[Job], holders: collections.Counter,
     if not waiting:
         return None
     key = max(waiting, key=lambda k: waiting[k] / holders[k])
-    job_seconds, build_seconds = costs.get(key, (1.0, 1.0))
+    job_seconds, build_seconds = costs.get(key, (1.0, 0.0))
     if waiting[key] * job_seconds > HELP_MARGIN * holders[key] * build_seconds:
         return next(job for job in pending if job.key == key)
     return None

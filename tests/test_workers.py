@@ -67,7 +67,8 @@ def test_a_free_worker_helps_only_when_that_ends_the_work_sooner():
     holders = Counter(a=2, b=1)
     assert choose({"c"}, pending[:6], holders, {"a": (1.0, 1.5)}).key == "a"  # 6 > 4.5
     assert choose({"c"}, pending[:6], holders, {"a": (1.0, 2.5)}) is None  # 6 < 7.5
-    assert choose({"c"}, pending[:6], holders, {}).key == "a"  # costs unknown yet: 6 > 3
+    # no job of a has ended yet: its holders are still building its program too
+    assert choose({"c"}, pending[:1], Counter(a=5), {}).key == "a"
 
 
 def test_default_workers_follow_the_cpus_this_process_may_use(monkeypatch):
