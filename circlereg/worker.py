@@ -138,7 +138,13 @@ class Worker:
         writer = self._writer(job.outputs)
         if writer.prepared(job.replicas[0].config):
             return None
-        ahead = threading.Thread(target=writer.prepare, args=(job.replicas[0].config,))
+        def prepare() -> None:
+            try:
+                writer.prepare(job.replicas[0].config)
+            except Exception:  # raised again, to the caller, when the first run is written
+                pass
+
+        ahead = threading.Thread(target=prepare)
         ahead.start()
         return ahead
 
