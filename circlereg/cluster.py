@@ -76,8 +76,7 @@ class RayBackend:
         while pool.has_next():
             number, done = pool.get_next_unordered()
             if progress is not None:
-                progress(sum(len(d.history["loss"] if d.result is None else
-                                 d.result.history["loss"]) for d in done))
+                progress(sum(len(d.history["loss"]) for d in done))
             yield jobs[number], done
 
     def close(self) -> None:

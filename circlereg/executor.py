@@ -298,8 +298,9 @@ class Executor:
                     free.remove(process)
                     process.send(job)
                     busy[process.connection] = (process, job)
-                    holders.update([job.key] if job.key not in process.holds else [])
-                    process.holds.add(job.key)
+                    if job.key not in process.holds:
+                        holders[job.key] += 1
+                        process.holds.add(job.key)
                 for connection in wait(list(busy)):
                     process, job = busy[connection]
                     kind, *message = process.receive()
@@ -317,7 +318,7 @@ class Executor:
                             first = max(first, seconds - steady)
                         else:
                             steady = seconds
-                        costs[job.key] = (steady, first or built)
+                        costs[job.key] = (steady, first)
                         yield job, done
         except BaseException:  # interrupted, failed or abandoned: stop every worker now
             self._stop()

@@ -396,7 +396,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
     Plan([Replica(search.base, folder, str(config_path))]).check()  # user penalties import
     own = executor is None
     executor = executor or Executor()
-    from circlereg.train import LANES
+    from circlereg.config import LANES
 
     batch = batch or batch_size(len(search.seeds), LANES, executor.count)
     spec = {"config": str(config_path), "set": list(overrides), "space": list(space),

@@ -1,6 +1,6 @@
 """The worker: trains jobs of replicas and writes their run directories, wherever it runs.
 
-A `Job` is replicas of one structure (`train.structure_key`), trained as batches of exactly
+A `Job` is replicas of one structure (`config.structure_key`), trained as batches of exactly
 `LANES` lanes, so which worker trained a replica, and with what else, never reaches its
 numbers. The worker keeps what a structure costs to set up (its compiled program, the
 writer's probe model, the data split) for as long as it lives, and writes each run
@@ -8,7 +8,7 @@ directory itself (`rundir.Writer`), figures included: training, metrics and writ
 proceed in as many places at once as there are workers.
 
 Where a worker runs is the executor's business: a worker process of the local executor
-(`python -m circlereg.worker`, talking to its parent over one socket), a Ray actor, or the
+(`python -I`, running `main`, talking to its parent over one socket), a Ray actor, or the
 command's own process (`Executor(programs=...)`, which the tests use to share compiled
 programs across commands).
 """
@@ -35,7 +35,7 @@ class Job:
     """What a worker is handed: replicas of one structure and where each goes."""
 
     number: int  # the job's place in the executor's list, reported back with what it made
-    key: str  # train.structure_key of every replica in it
+    key: str  # config.structure_key of every replica in it
     indices: list[int]  # the replicas' places in the plan (or in Executor.train_all's list)
     replicas: list[Replica]
     outputs: Outputs | None  # what each run directory holds; None: train, return Results
@@ -44,7 +44,8 @@ class Job:
 
 @dataclass
 class Done:
-    """One replica of a job: what the writer made of it, or (train only) its train.Result."""
+    """One replica of a job: what the writer made of it and its curves, or (train only) its
+    train.Result and its curves."""
 
     index: int
     metrics: dict | None = None
@@ -100,8 +101,10 @@ class Worker:
     def handle(self, job: Job, progress=None) -> list[Done]:
         """Train the job's replicas and write each one's run directory (or, without
         outputs, return their Results); `progress(replica_epochs)` as training advances."""
-        from circlereg.train import LANES, train_fit
+        from circlereg.config import LANES
+        from circlereg.train import train_fit
 
+        self.built = 0.0
         configs = [r.config for r in job.replicas]
         if configs[0]["train"]["engine"] == "fit":  # the reference: one replica at a time
             batches = [[i] for i in range(len(configs))]
@@ -163,18 +166,17 @@ class Worker:
         from circlereg.train import LaneProgram
 
         program = self.programs.get(key)
-        self.built = 0.0
         if program is None:
             start = time.perf_counter()
             program = LaneProgram(config, self.split(config))
             self.programs.put(key, program)
-            self.built = time.perf_counter() - start
+            self.built += time.perf_counter() - start
         return program
 
     def _finish(self, job: Job, i: int, result) -> Done:
         index = job.indices[i]
         if job.outputs is None:
-            return Done(index, result=result)
+            return Done(index, history=result.history, result=result)
         replica = job.replicas[i]
         metrics = self._writer(job.outputs).write(replica, result, self.split(replica.config),
                                                   job.execution)
@@ -215,12 +217,11 @@ def end_with_parent(parent: int) -> None:
 
 def main() -> None:
     """A worker process: `python -I -c ... FD SYS_PATH FACTORY PARENT_PID` (see
-    executor.WorkerProcess).
-    Reads jobs from the socket FD and answers, for each, ("progress", replica_epochs)
-    messages and then ("done", number, [Done], seconds, seconds building its program) or
-    ("error", number, exception). Ctrl-C
-    (SIGINT, from the terminal or the parent) ends the job at hand, leaving no run directory
-    half-written, and the process."""
+    executor.WorkerProcess). Reads jobs from the socket FD and answers, for each,
+    ("progress", replica_epochs) messages and then ("done", number, [Done], seconds,
+    seconds building its program) or ("error", number, exception). Ctrl-C (SIGINT, from the
+    terminal or the parent) ends the job at hand, leaving no run directory half-written,
+    and the process."""
     from multiprocessing.connection import Connection
 
     fd, path, factory = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
@@ -230,7 +231,6 @@ def main() -> None:
     try:
         end_with_parent(int(sys.argv[4]))
         worker = load_worker(factory)()
-        connection.send(("ready", os.getpid()))
         if hasattr(worker, "start"):
             worker.start()
         while True:
@@ -260,7 +260,3 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main()

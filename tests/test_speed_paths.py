@@ -89,9 +89,9 @@ def test_a_run_written_in_a_worker_process_is_the_run_written_here(executor, tmp
         if name not in ("metrics.json", "environment.json", "model.keras"):
             assert (tmp_path / "here" / name).read_bytes() == \
                 (tmp_path / "process" / name).read_bytes(), name
-    metrics = [json.loads((tmp_path / w / "metrics.json").read_text()) for w in ("here", "process")]
-    assert [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in metrics][0] == \
-        [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in metrics][1]
+    here, process = ({k: v for k, v in json.loads((tmp_path / w / "metrics.json").read_text())
+                      .items() if not k.endswith("_seconds")} for w in ("here", "process"))
+    assert here == process
     execution = [json.loads((tmp_path / w / "environment.json").read_text())["execution"]
                  for w in ("here", "process")]
     assert execution[0]["backend"] == "this process" and execution[1]["backend"] == "local"
