@@ -64,6 +64,10 @@ class ConfigError(ValueError):
         where = f"{source}: {key}: " if key else f"{source}: "
         super().__init__(where + message)
 
+    def __reduce__(self):
+        # As itself across processes: a worker's ConfigError is still one line, exit 2.
+        return ConfigError, (self.source, self.key, self.message)
+
 
 # --- value checks: each returns the cleaned value or raises ValueError("what is allowed") ---
 

@@ -145,3 +145,12 @@ def test_a_worker_that_dies_stops_the_plan_in_one_line_and_leaves_no_process(tmp
         with executor:
             list(executor.run(executor.jobs(replicas, Outputs())))
     assert executor._processes == []  # every other worker was stopped and waited for
+
+
+def test_a_config_error_in_a_worker_reaches_the_command_as_itself():
+    from circlereg.config import ConfigError
+    from circlereg.worker import portable
+
+    sent = portable(ConfigError("a.yaml", "model.hidden", "must be a list"))
+    assert type(sent) is ConfigError
+    assert str(sent) == "a.yaml: model.hidden: must be a list"
