@@ -344,7 +344,10 @@ def warm_up_idle(*steps: Callable[[], object]) -> threading.Thread:
         for step in steps:
             step()
 
-    thread = threading.Thread(target=run, daemon=True)
+    # Not a daemon: Python waits for it at exit. A daemon thread still inside matplotlib's or
+    # scipy's C++ when an interrupted command exits is torn down mid-call, and the process
+    # aborts ("terminate called without an active exception", exit -6 instead of 130).
+    thread = threading.Thread(target=run)
     thread.start()
     return thread
 
