@@ -43,3 +43,13 @@ def study_run(tmp_path_factory):
     assert result.exit_code == 0, result.output
     (path,) = (runs / "l1_pre_relu").iterdir()
     return path, result.output
+
+
+def globbed(root: Path, pattern: str) -> list[Path]:
+    """root.rglob(pattern) while a command writes under root: a scratch folder it renames
+    mid-scan makes rglob fail (Python 3.11), so scan again."""
+    while True:
+        try:
+            return list(root.rglob(pattern))
+        except FileNotFoundError:
+            continue

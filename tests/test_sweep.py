@@ -16,7 +16,7 @@ from circlereg.config import ConfigError
 from circlereg.rundir import run_state
 from circlereg.sweep import choose_seeds, read_summary
 
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS, ROOT, globbed
 from .test_invariant import fingerprint
 
 runner = CliRunner()
@@ -110,7 +110,7 @@ def test_sweep_killed_then_resumed_matches_a_straight_run(tmp_path):
     process = subprocess.Popen(sweep_cli(resumed, "--workers", "1"), cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not list(resumed.rglob("seed_*/metrics.json")) and time.time() < deadline:
+    while not globbed(resumed, "seed_*/metrics.json") and time.time() < deadline:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -140,7 +140,7 @@ def test_ctrl_c_mid_sweep_with_run_figures_exits_130_keeping_only_whole_runs(tmp
                                stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    while not list(tmp_path.rglob("seed_*/metrics.json")) and time.time() < deadline:
+    while not globbed(tmp_path, "seed_*/metrics.json") and time.time() < deadline:
         time.sleep(0.05)
     children = _children(process.pid)
     assert len(children) == 2, "the worker processes are running"

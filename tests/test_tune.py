@@ -16,7 +16,7 @@ from circlereg.cli import app
 from circlereg.config import ConfigError
 from circlereg.tune import Dimension, parse_dimension, parse_space
 
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS, ROOT, globbed
 
 pytest.importorskip("optuna")
 runner = CliRunner()
@@ -201,7 +201,7 @@ def test_interrupted_tune_resumes_without_training_a_trial_twice(tmp_path, progr
         ticks.append(replica_epochs)
         if sum(ticks) > (6 + 4) * 20:
             deadline = time.time() + 60
-            while len(list(tmp_path.rglob("metrics.json"))) < 10 and time.time() < deadline:
+            while len(globbed(tmp_path, "metrics.json")) < 10 and time.time() < deadline:
                 time.sleep(0.01)
             raise KeyboardInterrupt
 
@@ -235,7 +235,7 @@ def test_killed_tune_resumes_to_the_trials_asked(tmp_path):
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while len(list(tmp_path.rglob("t*/seed_*/metrics.json"))) < 3 and time.time() < deadline:
+    while len(globbed(tmp_path, "t*/seed_*/metrics.json")) < 3 and time.time() < deadline:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
