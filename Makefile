@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench reproduce clean
+.PHONY: run test lint bench reproduce fidelity clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(TEST_STAMP)
 
 reproduce: $(RUN_STAMP)
 	$(BIN)/circlereg reproduce
+
+# The compiled engine against train.engine: fit over many seeds, in distribution (exit 1 if not).
+fidelity: $(RUN_STAMP)
+	$(BIN)/python bench/fidelity.py
 
 bench: $(RUN_STAMP)
 	$(BIN)/python bench/bench.py

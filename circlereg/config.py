@@ -31,6 +31,8 @@ BATCH_REDUCTIONS = ("sum", "mean")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linear")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam", "adagrad")
 ENGINES = ("compiled", "fit")
+# How each epoch orders the training points (train.shuffle): the shuffle trap, docs/toolbox.md.
+SHUFFLES = ("each_epoch", "once", "off")
 DTYPES = ("float32", "float64")
 BATCH_NORM_POSITIONS = ("before_activation", "after_activation")
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")  # what History records
@@ -148,6 +150,11 @@ def one_of(*allowed: str) -> Callable[[Any], str]:
         return value
 
     return check
+
+
+def shuffle_order(value: Any) -> str:
+    """train.shuffle; YAML reads an unquoted `off` as false, which means `off` here."""
+    return "off" if value is False else one_of(*SHUFFLES)(value)
 
 
 def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -280,6 +287,11 @@ SCHEMA: tuple[Key, ...] = (
         "float type of weights and arithmetic; float64 makes runs far less sensitive to rounding"),
     Key("train.engine", "compiled", one_of(*ENGINES),
         "compiled: the whole run in one XLA graph; fit: plain model.fit (reference, slow)"),
+    Key("train.shuffle", "each_epoch", shuffle_order,
+        "minibatch order: each_epoch, a fresh permutation every epoch (documented Keras, "
+        "the study's Keras 2.2); once, one permutation per run replayed every epoch (what a "
+        "seeded Keras 3 model.fit does); off, the data's own order. Both engines honour it",
+        implicit=True),
     Key("early_stopping.enabled", False, boolean,
         "stop each run as keras.callbacks.EarlyStopping would"),
     Key("early_stopping.monitor", "val_loss", one_of(*MONITORS), "the History curve watched"),

@@ -288,6 +288,9 @@ def report_markdown(spec: dict, verdict: dict, environment: dict, seconds: float
               f"NumPy {environment['numpy']}, scikit-learn {environment['scikit_learn']}, "
               f"Python {environment['python']}. The installed Keras adds activity penalties "
               f"as a batch `{environment['keras_activity_penalty']}`; circlereg compensates. "
+              f"A seeded model.fit there shuffles "
+              f"`{environment['keras_seeded_fit_shuffle']}`; every run here shuffles as its "
+              f"train.shuffle says. "
               f"Wall time {seconds:.0f} s.", ""]
     return "\n".join(lines)
 
@@ -329,8 +332,6 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     import time
 
     from circlereg import rundir
-    from circlereg.regularizers import installed_convention
-
     start = time.perf_counter()
     # Named by what it trains (the resolved model configs and seeds), not by the spec's paths.
     digest = config_hash({"models": {n: m["config"] for n, m in spec["models"].items()},
@@ -347,7 +348,7 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     measured = measure(work, placed, executor, progress)
     verdict = judge(spec, measured)
     verdict["sparsity"] = sparsity(spec, measured)
-    environment = rundir.environment(installed_convention())
+    environment = rundir.environment(rundir.keras_conventions())
     write_report(folder, spec, measured, verdict, environment, time.perf_counter() - start)
     return folder, verdict
 

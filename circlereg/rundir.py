@@ -155,7 +155,7 @@ class Writer:
     def __init__(self, outputs):
         self.outputs = outputs
         self._probes: dict[str, ActivationProbe] = {}
-        self._convention: str | None = None
+        self._convention: dict | None = None
 
     def prepared(self, config: dict) -> bool:
         return structure_key(config) in self._probes and self._convention is not None
@@ -164,14 +164,13 @@ class Writer:
         """Build what writing this structure needs (its probe model, the plotting and
         environment modules) on first use; returns the probe."""
         from circlereg import plots
-        from circlereg.regularizers import installed_convention
 
         key = structure_key(config)
         if key not in self._probes:
             self._probes[key] = ActivationProbe(config)
             self._probes[key].warm_up(plots.BOUNDARY_POINTS if self.outputs.figures else 0)
         if self._convention is None:
-            self._convention = installed_convention()
+            self._convention = keras_conventions()
             if self.outputs.figures:
                 plots.warm_up()
         return self._probes[key]
@@ -359,11 +358,22 @@ def summarize(result, hidden: list[tuple[float, float]],
     }
 
 
-def environment(convention: str, config_source: str = "<config>",
+def keras_conventions() -> dict:
+    """What the installed Keras does that would move numbers if circlereg let it, probed
+    (both pinned by the config: docs/toolbox.md, the two traps). Loads TensorFlow."""
+    from circlereg.regularizers import installed_convention
+    from circlereg.train import seeded_fit_shuffle
+
+    return {"keras_activity_penalty": installed_convention(),
+            "keras_seeded_fit_shuffle": seeded_fit_shuffle()}
+
+
+def environment(conventions: dict, config_source: str = "<config>",
                 execution: dict | None = None) -> dict:
     """environment.json: the library versions that decide a run's numbers, and its
     provenance (the config repository's commit, every installed package, CPU, threads, and
-    how the plan was trained: `execution`, which never reaches the numbers)."""
+    how the plan was trained: `execution`, which never reaches the numbers).
+    `conventions`: `keras_conventions()`."""
     import sklearn
 
     from circlereg import provenance
@@ -377,10 +387,14 @@ def environment(convention: str, config_source: str = "<config>",
         "scikit_learn": sklearn.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "keras_activity_penalty": convention,
+        "keras_activity_penalty": conventions["keras_activity_penalty"],
+        "keras_seeded_fit_shuffle": conventions["keras_seeded_fit_shuffle"],
         "note": "keras_activity_penalty: 'sum' when the installed Keras adds an activity "
                 "penalty summed over the batch, 'mean' when it divides by the batch size; "
-                "circlereg compensates so each regularizer's batch_reduction holds",
+                "circlereg compensates so each regularizer's batch_reduction holds. "
+                "keras_seeded_fit_shuffle: 'once' when the installed Keras replays one "
+                "minibatch order every epoch after keras.utils.set_random_seed, 'each_epoch' "
+                "when it reshuffles; both engines follow train.shuffle instead",
         "config_source": config_source,
         "git": provenance.repository(config_source),
         "cpu": provenance.cpu_model(),

@@ -45,6 +45,7 @@ def test_run_directory_holds_every_file_parseable(study_run):
     assert metrics["test_accuracy"] == pytest.approx(history["val_accuracy"][-1])
     env = json.loads((path / "environment.json").read_text())
     assert env["keras_activity_penalty"] in ("sum", "mean") and env["tensorflow"]
+    assert env["keras_seeded_fit_shuffle"] in ("once", "each_epoch")
     for png in ("accuracy.png", "loss.png", "decision_boundary.png"):
         assert matplotlib.image.imread(path / png).shape[0] > 100
 
