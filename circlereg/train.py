@@ -486,7 +486,9 @@ def _where(mask, a, b):
     return tf.where(mask, a, b)
 
 
-_FLOATX_LOCK = threading.Lock()
+# Held by whatever uses Keras' global state: the fit engine (floatx, the global seed) and the
+# shuffle probe (the global seed), which a worker's writer thread may run beside a fit.
+_KERAS_GLOBALS = threading.Lock()
 
 
 def train_fit(config: dict, split: Split) -> Result:
@@ -495,7 +497,7 @@ def train_fit(config: dict, split: Split) -> Result:
     The one place that touches Keras' global floatx: compile() wraps the loss in a tracker
     of the global float type, with no argument to set it, so a float64 fit sets it for its
     own duration, under a lock."""
-    with _FLOATX_LOCK:
+    with _KERAS_GLOBALS:
         saved = keras.config.floatx()
         keras.config.set_floatx(config["train"]["dtype"])
         try:
@@ -624,9 +626,10 @@ def batches_fit_trains(arguments: dict, epochs: int, seed: int) -> list[list[lis
             seen.append(np.asarray(data[0])[:, 0].astype(int).tolist())
             return {"batches": len(seen)}
 
-    model = Recorder()
-    model.compile(loss="mse", run_eagerly=True)
-    keras.utils.set_random_seed(seed)
-    model.fit(**arguments, epochs=epochs, verbose=0)
+    with _KERAS_GLOBALS:
+        model = Recorder()
+        model.compile(loss="mse", run_eagerly=True)
+        keras.utils.set_random_seed(seed)
+        model.fit(**arguments, epochs=epochs, verbose=0)
     steps = len(seen) // epochs
     return [seen[e * steps:(e + 1) * steps] for e in range(epochs)]
