@@ -18,12 +18,14 @@ trials are finished.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import pickle
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -410,6 +412,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
                 storage=study_storage(optuna, folder / "study.db"), study_name=STUDY,
                 sampler=_sampler(optuna, search), direction=search.direction,
                 load_if_exists=True)
+            restore_sampler(study, search, notice)
             numbers = max(trials, len(study.trials))  # trial numbers are 0, 1, 2, ...
             atomic_write(folder / IDENTITY, json.dumps({**search.identity(), "runs": [
                 f"{trial_folder(n)}/seed_{s}" for n in range(numbers) for s in search.seeds]},
@@ -482,6 +485,8 @@ def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch:
                                                               trials - done - len(pending)))]
             drawn = [(trial, {d.key: d.draw(trial) for d in search.dimensions})
                      for trial in asked]
+            if len(asked) > len(pending):
+                save_sampler(study)
         if not asked:
             return
         pending, points = [], []
@@ -538,6 +543,36 @@ def study_storage(optuna, path: Path):
 
     return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}",
                                       engine_kwargs={"connect_args": {"factory": Connection}})
+
+
+SAMPLER_STATE = "circlereg.sampler"  # the study's user attribute holding the sampler
+
+
+def save_sampler(study) -> None:
+    """Keep the sampler (its random state included) in the study, with the number of trials
+    asked so far: a resumed tune goes on drawing where this one stopped, instead of drawing
+    its first trials' values again from a sampler made afresh with the same seed."""
+    state = base64.b64encode(pickle.dumps(study.sampler)).decode()
+    study.set_user_attr(SAMPLER_STATE, {"trials": len(study.trials), "state": state})
+
+
+def restore_sampler(study, search: Search, notice: Callable[[str], None]) -> None:
+    """On resume, the sampler saved with the study's last asked trials. A study without one
+    that matches (written by an earlier circlereg, or cut between two asks) gets a sampler
+    seeded apart from the first, so its draws do not repeat the trials already asked."""
+    asked = len(study.trials)
+    if not asked:
+        return
+    saved = study.user_attrs.get(SAMPLER_STATE)
+    if isinstance(saved, dict) and saved.get("trials") == asked:
+        study.sampler = pickle.loads(base64.b64decode(saved["state"]))
+        return
+    import optuna
+
+    reseeded = replace(search, sampler_seed=search.sampler_seed + 1_000_003 * asked)
+    study.sampler = _sampler(optuna, reseeded)
+    notice(f"--resume: the study holds no saved sampler for its {asked} trials; its next "
+           "draws come from a sampler seeded apart")
 
 
 def _sampler(optuna, search: Search):

@@ -284,3 +284,33 @@ def test_without_a_validation_split_every_config_resolves_as_before():
     assert resolve({"data": {"n_validation": 0}}) == plain
     assert config_hash(plain) == "07e51508"  # the hash before the key existed (main a685699)
     assert resolve({"data": {"n_validation": 30}})["data"]["n_validation"] == 30
+
+
+def test_a_tune_interrupted_by_ctrl_c_and_resumed_draws_what_a_straight_one_draws(tmp_path):
+    """SIGINT to the command after its first batch, then --resume: the resumed tune goes on
+    with the sampler where it stopped (kept in study.db), so it draws the trials a tune run
+    straight through draws, and trains no parameter set twice. (Before, a fresh sampler with
+    the same seed drew the first trials' values again.)"""
+    args = [str(CONFIGS / "l1_pre_relu.yaml"), f"{L1}=loguniform(1e-5,1e-2)", *TINY,
+            "--set", "train.epochs=400", "--trials", "6", "--batch", "2", "--workers", "1",
+            "--sampler", "random"]
+    command = [sys.executable, "-m", "circlereg.cli", "tune", *args]
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen([*command, "--runs-dir", str(interrupted)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(globbed(interrupted, "t*/seed_*/metrics.json")) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 130, process.stderr.read()
+    (folder,) = (interrupted / "l1_pre_relu-tune").iterdir()
+    assert 2 <= len(list(folder.glob("t*/seed_1/metrics.json"))) < 6, "Ctrl-C mid-tune"
+    resumed = subprocess.run([*command, "--runs-dir", str(interrupted), "--resume"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = runner.invoke(app, ["tune", *args, "--runs-dir", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+    (other,) = (tmp_path / "straight" / "l1_pre_relu-tune").iterdir()
+    values = [float(r[L1]) for r in read_trials(folder)]
+    assert len(values) == 6 and len(set(values)) == 6  # no parameter set trained twice
+    assert values == [float(r[L1]) for r in read_trials(other)]
