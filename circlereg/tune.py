@@ -19,6 +19,7 @@ trials are finished.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import pickle
@@ -575,17 +576,33 @@ def restore_sampler(study, search: Search, notice: Callable[[str], None]) -> Non
            "draws come from a sampler seeded apart")
 
 
+@functools.cache
+def _grid_sampler() -> type:
+    """Optuna's grid sampler without Study.stop() on the last grid point, which works inside
+    Study.optimize only: the tune stops after its trials, at most the grid. Made on first use
+    (Optuna is an extra) and found again as `circlereg.tune.GridSampler`, so it pickles."""
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, *args) -> None:
+            pass
+
+    GridSampler.__module__, GridSampler.__qualname__ = __name__, "GridSampler"
+    return GridSampler
+
+
+def __getattr__(name: str):
+    if name == "GridSampler":  # for unpickling a study's saved grid sampler
+        return _grid_sampler()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _sampler(optuna, search: Search):
     name, seed, dimensions = search.sampler, search.sampler_seed, search.dimensions
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        class Grid(optuna.samplers.GridSampler):
-            def after_trial(self, *args) -> None:
-                """Not Study.stop() on the last grid point, which works inside
-                Study.optimize only: the tune stops after its trials, at most the grid."""
-
-        return Grid({d.key: d.grid() for d in dimensions}, seed=seed)
+        return _grid_sampler()({d.key: d.grid() for d in dimensions}, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # batches: spread out
 
 
