@@ -1,7 +1,7 @@
 """Stage 6, beyond grids: `circlereg tune` searches a space of config values with Optuna.
 
     runs/<tune name>/<UTC timestamp>-<identity hash>/
-        tune.yaml  plan.json  study.db  trials.csv  tune.md  best.yaml
+        manifest.json  tune.yaml  study.db  trials.csv  tune.md  best.yaml
         optimization_history.png  parallel_coordinate.png  param_importances.png
         t0000/seed_1/ ...   (each sub-run holds the files of a run)
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import math
 import pickle
 import time
@@ -41,7 +40,6 @@ from circlereg.grammar import (
     parse_value,
 )
 from circlereg.sweep import (
-    IDENTITY,
     MAX_RUNS,
     STATISTICS,
     Point,
@@ -373,7 +371,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
              name: str | None = None, resume: bool = False, figures: bool = False,
              executor=None, progress=None, notice: Callable[[str], None] | None = None,
              on_plan: Callable[[int], None] | None = None,
-             on_batch: Callable[[str], None] | None = None) -> Tune:
+             on_batch: Callable[[str], None] | None = None, retrain: bool = False) -> Tune:
     """Search `space` (`key=uniform(a,b)`, ...) for `trials` trials; returns what was found.
     `on_plan(replica_epochs)` is told the work left (at most), `on_batch(line)` each batch's
     progress, `notice(line)` what the user should know."""
@@ -414,15 +412,29 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
                 sampler=_sampler(optuna, search), direction=search.direction,
                 load_if_exists=True)
             restore_sampler(study, search, notice)
-            numbers = max(trials, len(study.trials))  # trial numbers are 0, 1, 2, ...
-            atomic_write(folder / IDENTITY, json.dumps({**search.identity(), "runs": [
-                f"{trial_folder(n)}/seed_{s}" for n in range(numbers) for s in search.seeds]},
-                indent=1) + "\n")
+            write_manifest(folder, study, search, spec, trials)
+            states = optuna.trial.TrialState
+            finished = len(study.get_trials(deepcopy=False,
+                                            states=(states.COMPLETE, states.FAIL)))
+            if resume and finished >= trials:
+                notice(f"--resume: {folder} is complete: {finished} trials finished; "
+                       "nothing to train")
             timer = Timer()
+            counts = {"reused": 0, "trained": 0}
+
+            def train(replicas: list) -> None:
+                for key, n in executor_run(replicas, executor, progress, figures, runs_dir,
+                                           retrain, notice).items():
+                    counts[key] += n
+
+            def asked() -> None:
+                write_manifest(folder, study, search, spec, trials)
+
             try:
-                search_loop(optuna, study, search, folder, trials, batch, timer,
-                            lambda replicas: executor_run(replicas, executor, progress, figures),
-                            notice, on_plan, on_batch)
+                search_loop(optuna, study, search, folder, trials, batch, timer, train,
+                            notice, on_plan, on_batch, asked)
+                if counts["reused"]:
+                    notice(f"{counts['reused']} reused, {counts['trained']} trained")
             finally:  # an interrupted tune still reports what it finished, and says so
                 rows = write_trials(folder, study, search)
                 result = _report(folder, study, rows, spec, search, where, on_test, trials,
@@ -451,20 +463,27 @@ class Timer:
         self.seconds += time.perf_counter() - self._start
 
 
-def executor_run(replicas: list, executor, progress, figures: bool) -> None:
-    """Train the replicas (sub-runs not on disk yet) and write their run directories."""
+def executor_run(replicas: list, executor, progress, figures: bool, runs_dir: Path | None = None,
+                 retrain: bool = False, notice=None) -> dict[str, int]:
+    """Train the replicas (sub-runs not on disk yet), or reuse those already trained under
+    `runs_dir`, and write their run directories; returns how many were reused and trained."""
     from circlereg.executor import execute
     from circlereg.plan import Outputs, Plan
 
-    plan = Plan(replicas, Outputs(figures=figures))
+    plan = Plan(replicas, Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)
     plan.check()
-    if plan.replicas:
-        execute(plan, executor, progress)
+    if not plan.replicas:
+        return {}
+    # Its own count, not a line per batch: the tune says it once, at the end.
+    written = execute(plan, executor, progress,
+                      notice=lambda m: None if m.endswith(" trained") else notice(m))
+    reused = sum(w.history is None for w in written)
+    return {"reused": reused, "trained": len(written) - reused}
 
 
 def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch: int,
-                timer: Timer, train: Callable[[list], None], notice, on_plan, on_batch
-                ) -> None:
+                timer: Timer, train: Callable[[list], None], notice, on_plan, on_batch,
+                on_ask: Callable[[], None] = lambda: None) -> None:
     """Ask, train, tell, batch after batch, until `trials` trials are finished. Trials asked
     before an interruption (RUNNING in the study) come first, with the values they hold."""
     from circlereg.plan import Replica
@@ -488,6 +507,7 @@ def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch:
                      for trial in asked]
             if len(asked) > len(pending):
                 save_sampler(study)
+                on_ask()  # the manifest lists each trial's values once drawn
         if not asked:
             return
         pending, points = [], []
@@ -623,6 +643,26 @@ def _progress_line(study, done: int, trials: int, objective: str) -> str:
         return f"trials {done}/{trials}: none completed yet"
     return (f"trials {done}/{trials}: best {objective} {best.value:.4f} "
             f"({trial_folder(best.number)})")
+
+
+def write_manifest(folder: Path, study, search: Search, spec: dict, trials: int) -> None:
+    """The tune's manifest: every planned trial's runs, each asked trial with its drawn
+    values (a trial not asked yet has none); made once, rewritten as trials are asked."""
+    from circlereg import manifest
+
+    drawn = {t.number: {d.key: d.value(t.params[d.key]) for d in search.dimensions
+                        if d.key in t.params} for t in study.get_trials(deepcopy=False)}
+    numbers = max(trials, len(drawn))  # trial numbers are 0, 1, 2, ...
+    runs = [{"run": f"{trial_folder(n)}/seed_{s}", "point": trial_folder(n), "seed": s,
+             "params": drawn.get(n)} for n in range(numbers) for s in search.seeds]
+    try:
+        earlier = manifest.read(folder) if (folder / manifest.MANIFEST).is_file() else None
+    except ValueError:
+        earlier = None
+    manifest.write(folder, manifest.Manifest(
+        "tune", runs, [{"key": d.key, "values": d.text()} for d in search.dimensions],
+        list(search.seeds), spec, earlier.command if earlier else None,
+        earlier.created if earlier else None, search.identity()["points"]))
 
 
 def write_trials(folder: Path, study, search: Search) -> list[dict]:

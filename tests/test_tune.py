@@ -150,8 +150,10 @@ def test_the_same_tune_draws_the_same_trials(small_tune, tmp_path):
     assert result.exit_code == 0, result.output
     (again,) = (tmp_path / "l1_pre_relu-tune").iterdir()
     assert (again / "trials.csv").read_bytes() == (folder / "trials.csv").read_bytes()
-    listed = runner.invoke(app, ["list", str(runs)]).output
-    assert f"complete  {folder}  (tune, 16/16 runs)" in listed
+    listed = runner.invoke(app, ["list", str(runs)]).output.splitlines()
+    line = next(line for line in listed if str(folder) in line)
+    assert line.split()[:3] == ["complete", "tune", "16/16"]
+    assert line.endswith(f"{L1} loguniform(1e-05, 0.01), {RATE} uniform(0, 0.5), seeds 1-2")
 
 
 def test_resume_with_another_space_refuses_in_one_line(small_tune):
