@@ -70,7 +70,9 @@ class Manifest:
 
 
 def seed_ranges(seeds: list[int]) -> str:
-    """>>> seed_ranges([1, 2, 3, 5, 9, 10])
+    """Seeds as runs of consecutive numbers.
+
+    >>> seed_ranges([1, 2, 3, 5, 9, 10])
     '1-3,5,9-10'
     """
     seeds, spans = sorted(set(seeds)), []

@@ -2,13 +2,14 @@
 one model shape trained together in one compiled graph, then summaries and plots.
 
     runs/<sweep name>/<UTC timestamp>-<spec hash>/
-        sweep.yaml  summary.csv  summary.json  accuracy_vs_<key>.png  curves.png
+        manifest.json  sweep.yaml  summary.csv  summary.json  accuracy_vs_<key>.png  curves.png
         p000/seed_1/ ...   (each sub-run holds the files of a run)
 
 sweep.yaml is the sweep as a spec file (spec.py): `circlereg sweep --spec` on it trains the same
-sweep again.
+sweep again; manifest.json says what the folder is (manifest.py).
 
-The sweep builds a plan (every point x seed not yet on disk) for `executor.execute`. Sub-runs
+The sweep builds a plan (every point x seed) for `executor.execute`, which keeps the sub-runs
+already on disk and reuses replicas trained elsewhere under the runs directory (reuse.py). Sub-runs
 are written atomically as their batch finishes, and the summary is written (by rename) at the
 end or on interruption, so an interrupted sweep keeps every finished sub-run and never a torn
 summary; `--resume` trains only what is missing.

@@ -788,14 +788,16 @@ def _plot(folder: Path, study, dimensions: list[Dimension], result: Tune) -> Non
             skipped.append(f"{filename} (needs {needed} completed trials"
                            + (" and two searched keys)" if needed > 1 else ")"))
             continue
-        with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
-            warnings.simplefilter("ignore")
+        # Optuna's plots switch matplotlib to its ggplot style for the whole process: kept
+        # to these figures, so every figure drawn after them (a run's, a sweep's) is the same.
+        with warnings.catch_warnings(), plt.rc_context():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
             axes = plot(study, target_name=result.objective)
-        figure = np.ravel(axes)[0].figure
-        figure.set_size_inches(max(7.0, 2.2 * len(dimensions) + 3), 4.8)
-        figure.tight_layout()
-        figure.savefig(folder / filename, dpi=100)
-        plt.close(figure)
+            figure = np.ravel(axes)[0].figure
+            figure.set_size_inches(max(7.0, 2.2 * len(dimensions) + 3), 4.8)
+            figure.tight_layout()
+            figure.savefig(folder / filename, dpi=100)
+            plt.close(figure)
     if skipped:
         note = f"Not drawn: {', '.join(skipped)}.\n"
         result.report += note

@@ -40,6 +40,11 @@ def sub_runs(sweep: Path) -> list[Path]:
     return sorted(p.parent for p in sweep.glob("p*/seed_*/metrics.json"))
 
 
+def timeless(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if not k.endswith("_seconds")}
+
+
 def index_rows(runs: Path) -> list[dict]:
     with open_index(runs) as index:
         return index.rows()
@@ -77,6 +82,7 @@ def test_a_sweep_grown_by_a_seed_trains_only_the_new_replicas(grown, tmp_path):
     for run in sub_runs(second):
         again = fresh / run.relative_to(second)
         assert (run / "history.csv").read_bytes() == (again / "history.csv").read_bytes()
+        assert timeless(run) == timeless(again)
     assert (second / "summary.csv").read_bytes() == (fresh / "summary.csv").read_bytes()
 
 
@@ -252,3 +258,12 @@ def test_an_earlier_versions_folders_still_list_export_and_index(grown, tmp_path
     collections, _ = find(old)
     assert collections[0].kind == "sweep" and len(collections[0].runs) == 16
     assert yaml.safe_load((old / "sweep.yaml").read_text())["axes"]
+
+
+def test_resuming_a_complete_sweep_says_so_at_once_and_trains_nothing(grown):
+    runs, _, second, _ = grown
+    output = invoke(runs, "sweep", CONFIG, *AXES, "--repeats", 4, *TINY, "--resume")
+    lines = output.splitlines()
+    assert lines[0] == (f"--resume: {second} is complete: its 16 runs are all there; "
+                        "nothing to train")
+    assert "0 reused, 0 trained, 16 already in place" in lines

@@ -18,7 +18,7 @@ from circlereg.cli import app
 from .conftest import CONFIGS
 
 RUN_FILES = {"config.yaml", "metrics.json", "history.csv", "accuracy.png", "loss.png",
-             "decision_boundary.png", "environment.json", "model.keras"}
+             "decision_boundary.png", "environment.json", "model.keras", "manifest.json"}
 runner = CliRunner()
 
 

@@ -294,7 +294,7 @@ def test_a_tune_interrupted_by_ctrl_c_and_resumed_draws_what_a_straight_one_draw
     straight through draws, and trains no parameter set twice. (Before, a fresh sampler with
     the same seed drew the first trials' values again.)"""
     args = [str(CONFIGS / "l1_pre_relu.yaml"), f"{L1}=loguniform(1e-5,1e-2)", *TINY,
-            "--set", "train.epochs=400", "--trials", "6", "--batch", "2", "--workers", "1",
+            "--set", "train.epochs=3000", "--trials", "6", "--batch", "2", "--workers", "1",
             "--sampler", "random"]
     command = [sys.executable, "-m", "circlereg.cli", "tune", *args]
     interrupted = tmp_path / "interrupted"
@@ -303,6 +303,7 @@ def test_a_tune_interrupted_by_ctrl_c_and_resumed_draws_what_a_straight_one_draw
     deadline = time.time() + 120
     while len(globbed(interrupted, "t*/seed_*/metrics.json")) < 2 and time.time() < deadline:
         time.sleep(0.02)
+    assert process.poll() is None, "the tune must still be running to be interrupted"
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 130, process.stderr.read()
     (folder,) = (interrupted / "l1_pre_relu-tune").iterdir()
