@@ -372,13 +372,13 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None,
     gets how many were reused and trained. Returns what was written, in plan order (a
     kept or reused run's history is None: it is on disk). An interrupted plan keeps every
     run directory already written."""
-    from circlereg.reuse import place
+    from circlereg.reuse import Placed, place
 
     notice = notice or (lambda message: None)
     own = executor is None
     executor = executor or Executor()
     written: dict[int, Written] = {}
-    index = None
+    index, placed = None, Placed()
     try:
         if plan.runs_dir is not None:
             from circlereg.index import open_index

@@ -32,6 +32,7 @@ import platform
 import sqlite3
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -141,6 +142,19 @@ def scan(runs_dir: Path) -> dict[str, tuple[Path, Path, manifests.Manifest]]:
     return found
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection):
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): the writer's lock from the start, so two
+    commands' transactions queue (busy timeout) instead of failing half way."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class Index:
     """The index of one runs directory, brought up to date with its folders when opened."""
 
@@ -169,7 +183,7 @@ class Index:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"schema version {version}, not {SCHEMA_VERSION}")
-            with self.transaction(db):
+            with transaction(db):
                 db.execute(f"CREATE TABLE IF NOT EXISTS runs ({COLUMNS[0]} TEXT PRIMARY KEY, "
                            + ", ".join(COLUMNS[1:]) + ")")
                 db.execute("CREATE INDEX IF NOT EXISTS by_identity ON runs (identity)")
@@ -183,24 +197,6 @@ class Index:
     def _remove(self) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-
-    @staticmethod
-    def transaction(db: sqlite3.Connection):
-        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): the writer's lock from the start,
-        so two commands' transactions queue instead of failing half way."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def held():
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-        return held()
 
     def close(self) -> None:
         self.db.close()
@@ -229,7 +225,7 @@ class Index:
                 stale.append(name)
         gone = [name for name in held if name not in on_disk]
         if stale or gone:
-            self._write([on_disk[name] for name in stale], gone)
+            self._write([(*on_disk[name], None) for name in stale], gone)
         if problem is not None and on_disk:
             self.notice(f"index: {self.path} {problem}; rebuilt from the {len(on_disk)} runs "
                         "in the folders")
@@ -237,17 +233,17 @@ class Index:
             self.notice(f"index: {self.path} was older than the folders ({len(stale)} runs "
                         f"added, {len(gone)} gone); brought up to date")
 
-    def _write(self, runs: list[tuple[Path, Path, manifests.Manifest, dict | None]]
-               | list[tuple[Path, Path, manifests.Manifest]], gone: list[str] = ()) -> None:
+    def _write(self, runs: list[tuple[Path, Path, manifests.Manifest, dict | None]],
+               gone: list[str] = ()) -> None:
+        """Insert (or replace) the rows of `runs` (run folder, collection folder, its
+        manifest, the run's config if known) and delete those of `gone`, in one transaction."""
         rows = []
-        for run in runs:
-            folder, collection, found, *config = run
+        for folder, collection, found, config in runs:
             try:
-                rows.append(row(folder, self.runs_dir, collection, found,
-                                config[0] if config else None))
+                rows.append(row(folder, self.runs_dir, collection, found, config))
             except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
                 continue  # replaced or removed while we read it: the next sync sees it
-        with self.transaction(self.db):
+        with transaction(self.db):
             self.db.executemany(f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) VALUES "
                                 f"({', '.join('?' * len(COLUMNS))})",
                                 [tuple(r[c] for c in COLUMNS) for r in rows])

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import yaml
 
-from circlereg.manifest import Manifest
+from circlereg.manifest import Manifest, made
 
 
 def read(folder: Path) -> Manifest | None:
@@ -30,7 +29,7 @@ def read(folder: Path) -> Manifest | None:
             return None
         seed = json.loads((folder / "metrics.json").read_text()).get("seed")
         return Manifest("run", [{"run": ".", "point": None, "seed": seed, "params": {}}],
-                        seeds=[seed] if seed is not None else [], created=_created(folder),
+                        seeds=[seed] if seed is not None else [], created=made(folder),
                         legacy=True)
     try:
         body = json.loads(plan.read_text())
@@ -44,7 +43,7 @@ def read(folder: Path) -> Manifest | None:
     except (OSError, ValueError, LookupError, TypeError, AttributeError, yaml.YAMLError) as err:
         raise ValueError(f"{plan} or its companions are unreadable: {err}") from None
     found.points = body.get("points", [])
-    found.created = _created(folder)
+    found.created = made(folder)
     found.legacy = True
     return found
 
@@ -112,12 +111,3 @@ def _reproduction(folder: Path, planned: list[str]) -> Manifest:
         spec = json.loads((folder / "reproduction.json").read_text()).get("spec", {})
     return Manifest("reproduction", entries, [{"key": "model", "values": sorted(labels)}],
                     _seeds(planned), spec)
-
-
-def _created(folder: Path) -> str:
-    """When an old folder was made: its name's UTC stamp, else its modification time."""
-    try:
-        stamp = datetime.strptime(folder.name.split("-")[0], "%Y%m%dT%H%M%S.%fZ")
-    except ValueError:
-        stamp = datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")

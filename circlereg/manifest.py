@@ -93,8 +93,17 @@ def command_line() -> str | None:
     return None
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def made(folder: Path) -> str:
+    """When a folder was made: the UTC stamp its name starts with (every command names its
+    folder so), else its modification time, else now."""
+    try:
+        stamp = datetime.strptime(folder.name.split("-")[0], "%Y%m%dT%H%M%S.%fZ")
+    except ValueError:
+        try:
+            stamp = datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc)
+        except OSError:
+            stamp = datetime.now(timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write(folder: Path, manifest: Manifest) -> None:
@@ -102,7 +111,7 @@ def write(folder: Path, manifest: Manifest) -> None:
     from circlereg.sweep import atomic_write
 
     manifest.command = manifest.command if manifest.command is not None else command_line()
-    manifest.created = manifest.created or now()
+    manifest.created = manifest.created or made(folder)
     atomic_write(folder / MANIFEST, json.dumps(manifest.document(), indent=1) + "\n")
 
 
