@@ -234,6 +234,10 @@ def test_a_tune_exports_its_tuned_values_and_kind(tmp_path, monkeypatch):
     for child in children:
         trial = child.info.run_name.split("/")[0]
         assert float(child.data.params[L1]) == trials[trial]
+    # The same tune again (the same sampler seed draws the same trials): nothing trains.
+    output = invoke(runs, "tune", CONFIG, f"{L1}=loguniform(1e-5,1e-2)", *TINY, "--trials", 3,
+                    "--seeds", "1,2", "--name", "again")
+    assert "6 reused, 0 trained" in output
 
 
 def test_an_earlier_versions_folders_still_list_export_and_index(grown, tmp_path):
