@@ -103,11 +103,18 @@ def _tune(folder: Path, planned: list[str]) -> Manifest:
 
 
 def _reproduction(folder: Path, planned: list[str]) -> Manifest:
-    labels = {PurePosixPath(run).parent.name for run in planned}
+    """runs/<model>/seed_<n>, or runs/<model>-<convention>/seed_<n>."""
+    from circlereg.reproduce import CONVENTIONS
+
+    points = {}
+    for run in planned:
+        label = PurePosixPath(run).parent.name
+        model, _, convention = label.rpartition("-")
+        points[label] = {"model": model, "convention": convention} \
+            if model and convention in CONVENTIONS else {"model": label}
     entries = [{"run": run, "point": PurePosixPath(run).parent.name, "seed": _seed(run),
-                "params": {"model": PurePosixPath(run).parent.name}} for run in planned]
+                "params": points[PurePosixPath(run).parent.name]} for run in planned]
     spec = {}
     if (folder / "reproduction.json").is_file():
         spec = json.loads((folder / "reproduction.json").read_text()).get("spec", {})
-    return Manifest("reproduction", entries, [{"key": "model", "values": sorted(labels)}],
-                    _seeds(planned), spec)
+    return Manifest("reproduction", entries, _varies(points), _seeds(planned), spec)
