@@ -167,6 +167,7 @@ def test_identity_facts_need_no_tensorflow_and_match_what_runs_record(grown):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+@pytest.mark.slow  # two command processes
 def test_two_sweeps_at_once_into_one_runs_directory_leave_a_complete_index(tmp_path):
     base = [sys.executable, "-m", "circlereg.cli", "sweep", CONFIG, *TINY, "--workers", "1",
             "--repeats", "4", "--runs-dir", str(tmp_path)]

@@ -288,6 +288,7 @@ def test_without_a_validation_split_every_config_resolves_as_before():
     assert resolve({"data": {"n_validation": 30}})["data"]["n_validation"] == 30
 
 
+@pytest.mark.slow  # two command processes
 def test_a_tune_interrupted_by_ctrl_c_and_resumed_draws_what_a_straight_one_draws(tmp_path):
     """SIGINT to the command after its first batch, then --resume: the resumed tune goes on
     with the sampler where it stopped (kept in study.db), so it draws the trials a tune run
