@@ -66,7 +66,10 @@ def place(plan: Plan, index, notice: Callable[[str], None]) -> Placed:
                        if s.absolute() != destination.absolute() and run_state(s) is None
                        and _holds(s, needed)), None)
         if source is not None:
-            link_run(source, destination, needed, index.runs_dir)
+            try:
+                link_run(source, destination, needed, index.runs_dir)
+            except FileNotFoundError:  # the source was removed since it was found: train
+                continue
             placed.reused[i] = source
     return placed
 
