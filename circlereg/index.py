@@ -166,11 +166,13 @@ class Index:
         problem = None if self.path.exists() else "was missing"
         try:
             self.db = self._connect()
-        except sqlite3.DatabaseError as err:
-            problem = f"was damaged ({err})"
+            self.sync(problem)
+        except sqlite3.DatabaseError as err:  # not a database, or a damaged one
+            if getattr(self, "db", None) is not None:
+                self.db.close()
             self._remove()
             self.db = self._connect()
-        self.sync(problem)
+            self.sync(f"was damaged ({err})")
 
     # -- the database ----------------------------------------------------------------------
 
@@ -214,14 +216,20 @@ class Index:
         rows of runs no longer there; say so in one line when it was missing, damaged or
         behind the folders."""
         on_disk = scan(self.runs_dir)
-        held = dict(self.db.execute("SELECT folder, stamp FROM runs"))
+        held = {folder: rest for folder, *rest in self.db.execute(
+            "SELECT folder, stamp, kind, point, params FROM runs")}
         stale = []
-        for name, (folder, _, _) in on_disk.items():
+        for name, (folder, collection, found) in on_disk.items():
             try:
                 stat = (folder / "metrics.json").stat()
             except OSError:
                 continue
-            if held.get(name) != f"{stat.st_mtime_ns}:{stat.st_size}":
+            # A run rewritten, or its manifest's record of it changed (a folder of an
+            # earlier version given a manifest when resumed), is read again.
+            entry = found.entry(folder.relative_to(collection).as_posix()) or {}
+            if held.get(name) != [f"{stat.st_mtime_ns}:{stat.st_size}", found.kind,
+                                  entry.get("point"),
+                                  json.dumps(entry.get("params") or {}, sort_keys=True)]:
                 stale.append(name)
         gone = [name for name in held if name not in on_disk]
         if stale or gone:
@@ -231,7 +239,7 @@ class Index:
                         "in the folders")
         elif problem is None and (stale or gone):
             self.notice(f"index: {self.path} was older than the folders ({len(stale)} runs "
-                        f"added, {len(gone)} gone); brought up to date")
+                        f"new or changed, {len(gone)} gone); brought up to date")
 
     def _write(self, runs: list[tuple[Path, Path, manifests.Manifest, dict | None]],
                gone: list[str] = ()) -> None:

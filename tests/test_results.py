@@ -151,7 +151,17 @@ def test_the_index_is_rebuilt_from_the_folders(grown, tmp_path):
     notices.clear()
     with open_index(runs, notices.append) as index:
         assert len(index.rows()) == len(before) - 1
-    assert len(notices) == 1 and "older than the folders" in notices[0]
+    assert len(notices) == 1 and "older than the folders (0 runs new or changed, 1 gone)" \
+        in notices[0]
+    sweep = newest(runs / "l1_pre_relu-sweep")  # a manifest that says more of a run
+    manifest = json.loads((sweep / MANIFEST).read_text())
+    manifest["runs"][0]["params"]["note"] = "relabelled"
+    (sweep / MANIFEST).write_text(json.dumps(manifest))
+    notices.clear()
+    with open_index(runs, notices.append) as index:
+        (first,) = [r for r in index.rows() if r["folder"].endswith(f"{sweep.name}/p000/seed_1")]
+    assert json.loads(first["params"])["note"] == "relabelled"
+    assert len(notices) == 1 and "(1 runs new or changed, 0 gone)" in notices[0]
 
 
 def test_identity_facts_need_no_tensorflow_and_match_what_runs_record(grown):

@@ -299,8 +299,11 @@ def test_a_tune_interrupted_by_ctrl_c_and_resumed_draws_what_a_straight_one_draw
             "--sampler", "random"]
     command = [sys.executable, "-m", "circlereg.cli", "tune", *args]
     interrupted = tmp_path / "interrupted"
+    # Ctrl-C acts as in a terminal even when the tests run as a background job, which a
+    # non-interactive shell starts with SIGINT ignored (and its children inherit that).
     process = subprocess.Popen([*command, "--runs-dir", str(interrupted)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while len(globbed(interrupted, "t*/seed_*/metrics.json")) < 2 and time.time() < deadline:
         time.sleep(0.02)
