@@ -248,13 +248,16 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
                                                   what))
         atomic_write(folder / "sweep.yaml", spec.document(name, grid))
         trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading
+        warming = warm_up_idle(lambda: importlib.import_module("scipy.special"),
+                               lambda: importlib.import_module("circlereg.plots").warm_up())
         try:
-            warm_up_idle(lambda: importlib.import_module("scipy.special"),
-                         lambda: importlib.import_module("circlereg.plots").warm_up())
             trained = {w.replica.destination: w.history
                        for w in execute(plan, executor, progress, on_plan, notice)
                        if w.history is not None}
         finally:  # an interrupted sweep still summarises what it finished, and says so
+            # Not while the warm-up still imports them: a plan all reused ends at once, and
+            # two threads importing matplotlib at the same time break it.
+            warming.join()
             rows = write_summary(folder, points)
     plot_sweep(folder, points, keys, rows, trained)
     diverged = sum(row["n_diverged"] for row in rows)
