@@ -19,6 +19,8 @@ its own that starts empty:
                and model.keras)
     sweep220   the README's sweep: 11 strengths x 2 placements x --sweep-repeats seeds,
                --no-run-figures
+    grow220    the README's sweep cold, then the same sweep with 10 more seeds into the same
+               runs dir: the second trains only the 220 new replicas (the others are reused)
     repeat30   `run configs/dropout.yaml --repeats 30`, default outputs
     reproduce  `circlereg reproduce`: the default spec trains 30 seeds x 7 distinct configs
                (--reproduce-runs, used to scale the peer); exit code 1 (a figure did not
@@ -63,8 +65,8 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "bench" / "peer.py"
 CONFIG = "configs/l1_pre_relu.yaml"
-ROWS = ("run", "dropout", "sweep40", "sweep220", "repeat30", "reproduce", "tune", "scaling",
-        "datasize")
+ROWS = ("run", "dropout", "sweep40", "sweep220", "grow220", "repeat30", "reproduce", "tune",
+        "scaling", "datasize")
 DATA_SIZES = (30, 300, 1000, 3000, 30000)
 L1 = "model.regularizers.0.l1"
 PLACEMENTS = "model.regularizers.0.placement=pre_activation,post_activation"
@@ -148,17 +150,19 @@ class Tree:
         self.env = {**os.environ, "XDG_CACHE_HOME": str(self.scratch / "cache")}
         self.env.pop("CIRCLEREG_COMPILE_CACHE", None)
 
-    def circlereg(self, row: str, *args: str, ok=(0,), env=None, timeout=None
+    def circlereg(self, row: str, *args: str, ok=(0,), env=None, timeout=None, keep=False
                   ) -> tuple[float, float, Path, int]:
         """(seconds, peak MB, runs dir, exit code) of one circlereg command."""
-        timing, runs = self.command(row, *args, ok=ok, env=env, timeout=timeout)
+        timing, runs = self.command(row, *args, ok=ok, env=env, timeout=timeout, keep=keep)
         return timing.seconds, timing.memory, runs, timing.code
 
-    def command(self, row: str, *args: str, ok=(0,), env=None, timeout=None
+    def command(self, row: str, *args: str, ok=(0,), env=None, timeout=None, keep=False
                 ) -> tuple[Timing, Path]:
-        """The Timing of one circlereg command, and its runs dir (emptied first)."""
+        """The Timing of one circlereg command, and its runs dir (emptied first, unless
+        `keep`: a command that reuses what the row's earlier one trained)."""
         runs = self.scratch / row
-        shutil.rmtree(runs, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(runs, ignore_errors=True)
         return timed([sys.executable, "-m", "circlereg.cli", *args, "--runs-dir", str(runs)],
                      self.root, {**self.env, **(env or {})}, ok, timeout), runs
 
@@ -248,6 +252,10 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
                     ("dropout run", 1, ["run", "configs/dropout.yaml", *epochs])],
         "sweep40": [("sweep40", 40, sweep)],
         "sweep220": [("sweep220", sweep_runs, big)],
+        # The runs it trains: only the 10 new seeds of each point the second time.
+        "grow220": [("grow220 cold", sweep_runs, big),
+                    ("grow220 +10 seeds", 11 * 2 * 10,
+                     [*big[:4], "--repeats", str(args.sweep_repeats + 10), *big[6:]])],
         "repeat30": [("repeat30", 30, ["run", "configs/dropout.yaml", "--repeats", "30",
                                        *epochs, "--quiet"])],
         "tune": [("tune 200x5", 1000, ["tune", CONFIG, f"{L1}=loguniform(1e-6,1e-2)",
@@ -263,7 +271,8 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
             continue
         for label, runs_done, command in commands[row]:
             for tree in trees:  # alternating: both sides see the same load
-                seconds, mem, runs, code = tree.circlereg(row, *command, ok=(0, 1))
+                seconds, mem, runs, code = tree.circlereg(row, *command, ok=(0, 1),
+                                                          keep=label.endswith("seeds"))
                 if code == 1 and not (row == "reproduce"
                                       and any(runs.rglob("reproduction.md"))):
                     sys.exit(f"{tree.name}: {label} exited 1")

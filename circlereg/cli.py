@@ -84,6 +84,9 @@ BackendOption = Annotated[str, typer.Option(
     help="local (this machine) or ray (each task on a Ray actor; needs Ray, the ray extra).")]
 AddressOption = Annotated[str | None, typer.Option(
     help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
+RetrainOption = Annotated[bool, typer.Option(
+    help="Train every replica, even one already trained under --runs-dir (by default it is "
+         "reused: its files placed in the new folder, never trained twice).")]
 
 
 def _seed_override(seed: int | None) -> list[str]:
@@ -147,12 +150,13 @@ def run(
     workers: WorkersOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """Train one config and write its run directory (with --repeats/--seeds: one per seed
     and a summary)."""
     if repeats is not None or seeds is not None:
         _run_sweep("run", [config], [], set_, seed, repeats, seeds, runs_dir, None, resume,
-                   run_figures, quiet, workers, None, backend, address)
+                   run_figures, quiet, workers, None, backend, address, retrain=retrain)
         return
     try:
         if resume:
@@ -170,7 +174,12 @@ def run(
         with executor, _progress(quiet) as progress:
             path, metrics = run_one(resolved, runs_dir, str(config), figures=run_figures,
                                     executor=executor, progress=progress.advance,
-                                    on_plan=announce)
+                                    on_plan=announce, notice=_notice, retrain=retrain)
+        from circlereg.reuse import reused_from
+
+        if reused_from(path) is not None:
+            _notice(f"{resolved['name']}: seed {resolved['train']['seed']} is already trained "
+                    f"({reused_from(path)}): reused, not trained again (--retrain trains it)")
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -214,6 +223,7 @@ def sweep(
     chunk: ChunkOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in
     batched graphs."""
@@ -227,12 +237,12 @@ def sweep(
         fail("sweep: give a base config (circlereg sweep CONFIG key=values ...) or --spec FILE")
     _run_sweep("sweep", [] if config is None or spec is not None else [Path(config)], axes,
                set_, seed, repeats, seeds, runs_dir, name, resume, run_figures, quiet, workers,
-               chunk, backend, address, spec)
+               chunk, backend, address, spec, retrain=retrain)
 
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
                run_figures, quiet, workers, chunk, backend="local", address=None,
-               spec_file=None) -> None:
+               spec_file=None, retrain=False) -> None:
     from circlereg.spec import from_command_line
     from circlereg.sweep import run_sweep
 
@@ -244,7 +254,8 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
         with executor, _progress(quiet) as progress:
             folder, rows = run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
                                      executor=executor, progress=progress.advance,
-                                     notice=_notice, on_plan=progress.total)
+                                     notice=_notice, on_plan=progress.total, retrain=retrain,
+                                     kind="repeats" if command == "run" else None)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -328,11 +339,12 @@ def compare(
     chunk: ChunkOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """Train several configs with the same seeds and compare their final accuracies (a sweep
     whose grid points are the configs)."""
     _run_sweep("compare", configs, [], set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend, address)
+               run_figures, quiet, workers, chunk, backend, address, retrain=retrain)
 
 
 class _Bar:
@@ -344,7 +356,7 @@ class _Bar:
         self.progress, self.task = progress, None
 
     def total(self, replica_epochs: int) -> None:
-        if self.progress is not None and self.task is None:
+        if self.progress is not None and self.task is None and replica_epochs:
             self.progress.start()
             self.task = self.progress.add_task("train", total=replica_epochs)
 
@@ -392,6 +404,7 @@ def reproduce(
     chunk: ChunkOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """Reproduce the study's published train/test figures; exit 0 when every figure and claim
     reproduces under the study's convention, 1 otherwise."""
@@ -403,7 +416,8 @@ def reproduce(
         with executor, _progress(quiet) as progress:
             folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,
                                                progress=progress.advance,
-                                               on_plan=progress.total)
+                                               on_plan=progress.total, notice=_notice,
+                                               retrain=retrain)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -419,17 +433,52 @@ def reproduce(
 
 
 @app.command("list")
-def list_runs(runs_dir: Annotated[Path, typer.Argument(help="Folder to list.")] = Path("runs")
-              ) -> None:
-    """List runs, sweeps, comparisons and reproductions, with whether each is complete."""
-    from circlereg.rundir import listing
+def list_runs(
+    runs_dir: Annotated[Path, typer.Argument(help="Folder to list.")] = Path("runs"),
+    runs: Annotated[bool, typer.Option(
+        "--runs", help="One line per run (from the runs directory's index) instead of one "
+                       "per folder.")] = False,
+) -> None:
+    """List runs, sweeps, comparisons, tunes and reproductions: what each is, what it varies,
+    its runs done and planned, and when it was made."""
+    if not runs_dir.is_dir():
+        fail(f"{runs_dir}: no such folder (--runs-dir of the commands that wrote runs)")
+    if runs:
+        _list_each_run(runs_dir)
+        return
+    from circlereg.manifest import listing
 
     found = listing(runs_dir)
     if not found:
         _notice(f"nothing under {runs_dir}")
-    width = max((len(status) for status, _, _ in found), default=0)
-    for status, folder, what in found:
-        typer.echo(f"{status:<{width}}  {folder}  ({what})")
+    lines = [[f.status, f.kind, f"{f.done}/{f.planned} runs", f.created, str(f.folder),
+              f.varies] for f in found]
+    widths = [max((len(line[i]) for line in lines), default=0) for i in range(5)]
+    for line in lines:
+        typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(line, widths)), line[5]])
+                   .rstrip())
+
+
+def _list_each_run(runs_dir: Path) -> None:
+    import json
+
+    from circlereg.index import open_index
+
+    try:
+        with open_index(runs_dir, _notice) as index:
+            rows = index.rows()
+    except ConfigError as err:
+        fail(str(err))
+    if not rows:
+        _notice(f"no complete run under {runs_dir}")
+    for row in rows:
+        params = ", ".join(f"{k}={_cell(v)}" for k, v in json.loads(row["params"]).items())
+        where = " ".join(x for x in (row["kind"], row["point"] or "", params) if x)
+        test = "-" if row["test_accuracy"] is None else f"{row['test_accuracy']:.3f}"
+        train = "-" if row["train_accuracy"] is None else f"{row['train_accuracy']:.3f}"
+        reused = f"  (reused from {row['reused_from']})" if row["reused_from"] else ""
+        typer.echo(f"{Path(runs_dir) / row['folder']}  {where}  seed {row['seed']}  "
+                   f"train {train}  test {test}{reused}")
 
 
 @app.command()
@@ -572,6 +621,7 @@ def tune(
     chunk: ChunkOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """Search config values with Optuna (the tune extra); trials train in batches, side by
     side, each over the same seeds."""
@@ -587,7 +637,8 @@ def tune(
                              direction=direction, sampler=sampler, sampler_seed=sampler_seed,
                              batch=batch, name=name, resume=resume, figures=run_figures,
                              executor=executor, progress=progress.advance, notice=_notice,
-                             on_plan=progress.total, on_batch=None if quiet else _notice)
+                             on_plan=progress.total, on_batch=None if quiet else _notice,
+                             retrain=retrain)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:

@@ -358,25 +358,59 @@ class Written:
 
     replica: Replica
     metrics: dict
-    history: dict
+    history: dict | None  # None: kept or reused, read it from its history.csv
 
 
-def execute(plan: Plan, executor: Executor | None = None, progress=None) -> list[Written]:
+def execute(plan: Plan, executor: Executor | None = None, progress=None,
+            on_plan: Callable[[int], None] | None = None,
+            notice: Callable[[str], None] | None = None) -> list[Written]:
     """Train every replica of a checked plan (`Plan.check`, which its builder runs before
     creating any folder); each worker writes the run directories of what it trained.
-    Returns what was written, in plan order. An interrupted plan keeps every run directory
-    already written."""
+    With `plan.runs_dir`, replicas already trained there are kept or reused first
+    (`reuse.place`), and each run written is added to the runs directory's index.
+    `on_plan(replica_epochs)` is told what is left to train, when anything is; `notice`
+    gets how many were reused and trained. Returns what was written, in plan order (a
+    kept or reused run's history is None: it is on disk). An interrupted plan keeps every
+    run directory already written."""
+    from circlereg.reuse import Placed, place
+
+    notice = notice or (lambda message: None)
     own = executor is None
     executor = executor or Executor()
     written: dict[int, Written] = {}
+    index, placed = None, Placed()
     try:
-        jobs = executor.jobs(plan.replicas, plan.outputs)
-        with contextlib.closing(executor.run(jobs, progress)) as finished:
-            for _, done in finished:
-                for replica in done:
-                    written[replica.index] = Written(plan.replicas[replica.index],
-                                                     replica.metrics, replica.history)
+        if plan.runs_dir is not None:
+            from circlereg.index import open_index
+
+            index = open_index(plan.runs_dir, notice)
+            placed = place(plan, index, notice)
+            for i in (*placed.kept, *placed.reused):
+                replica = plan.replicas[i]
+                metrics = json.loads((Path(replica.destination) / "metrics.json").read_text())
+                written[i] = Written(replica, metrics, None)
+            index.add([(plan.replicas[i].destination, plan.replicas[i].config)
+                       for i in placed.reused])
+        todo = [i for i in range(len(plan.replicas)) if i not in written]
+        if todo and on_plan is not None:
+            on_plan(sum(plan.replicas[i].config["train"]["epochs"] for i in todo))
+        if todo:
+            jobs = executor.jobs([plan.replicas[i] for i in todo], plan.outputs)
+            with contextlib.closing(executor.run(jobs, progress)) as finished:
+                for _, done in finished:
+                    for replica in done:
+                        i = todo[replica.index]
+                        written[i] = Written(plan.replicas[i], replica.metrics, replica.history)
+                    if index is not None:
+                        index.add([(plan.replicas[todo[d.index]].destination,
+                                    plan.replicas[todo[d.index]].config) for d in done])
+        if index is not None and len(plan.replicas) > 1 \
+                and (placed.reused or placed.kept or plan.retrain):
+            kept = f", {len(placed.kept)} already in place" if placed.kept else ""
+            notice(f"{len(placed.reused)} reused, {len(todo)} trained{kept}")
     finally:
+        if index is not None:
+            index.close()
         if own:
             executor.close()
     return [written[i] for i in range(len(plan.replicas))]

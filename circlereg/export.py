@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -80,13 +80,13 @@ def final_metrics(metrics: dict) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Collection:
-    """A sweep, comparison (a sweep whose grid points are configs) or reproduction folder."""
+    """A folder of runs with its manifest: repeats, sweep, comparison, tune or reproduction."""
 
     path: Path
     name: str
-    kind: str  # sweep, comparison or reproduction
+    kind: str  # as its manifest says
     runs: list[RunFolder]  # its complete runs: fewer than planned while it trains
-    spec: dict  # the command that made it (sweep.yaml: config, set, axes); {} for reproduction
+    spec: dict  # the command that made it, as its manifest records it
 
     @property
     def identity(self) -> str:
@@ -95,63 +95,37 @@ class Collection:
 
 def find(folder: Path, notice: Callable[[str], None] | None = None
          ) -> tuple[list[Collection], list[RunFolder]]:
-    """The collections and the lone runs in `folder`: a runs dir (any depth), a sweep,
-    comparison or reproduction folder, or one run directory. Folders are told apart by their
-    files: plan.json marks a collection, config.yaml + history.csv + metrics.json a run."""
+    """The collections and the lone runs in `folder`: a runs dir (any depth), a collection
+    folder, or one run directory, each known by its manifest (`manifest.collections`; an
+    earlier version's folders through `legacy`). Hidden folders are never looked into."""
+    from circlereg import manifest
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(str(folder), "", "no such folder; give a runs folder, a sweep, "
-                                           "comparison or reproduction folder, or a run")
-    # Names start at the folder given, or at the sweep or run itself when given one.
-    base = folder.parent if _is_collection(folder) or run_state(folder) is None else folder
-    collections, lone = [], []
-    for path in _walk(folder):
+                                           "comparison, tune or reproduction folder, or a run")
+    notice = notice or (lambda message: None)
+    collections, lone, base = [], [], None
+    for path, found, problem in manifest.collections(folder):
+        # Names start at the folder given, or at the collection or run itself when given one.
+        base = base or (folder.parent if path == folder else folder)
         name = path.relative_to(base).as_posix()
-        if _is_collection(path):
-            collection = _collection(path, name, notice or (lambda message: None))
-            if collection is not None and collection.runs:
-                collections.append(collection)
-        else:
-            lone.append(RunFolder(path, name))
+        if found is None:
+            if problem and "unreadable" in problem:
+                notice(f"{path}: {problem}; skipped")
+            continue
+        if found.kind == "run":
+            if run_state(path) is None:
+                lone.append(RunFolder(path, name))
+            continue
+        runs = [RunFolder(path / r["run"], f"{name}/{r['run']}", dict(r.get("params") or {}))
+                for r in found.runs if run_state(path / r["run"]) is None]
+        if runs:
+            collections.append(Collection(path, name, found.kind, runs, found.spec))
     if not collections and not lone:
-        raise ConfigError(str(folder), "", "holds no complete run, sweep, comparison or "
+        raise ConfigError(str(folder), "", "holds no complete run, sweep, comparison, tune or "
                                            "reproduction")
     return collections, lone
-
-
-def _is_collection(path: Path) -> bool:
-    return (path / "plan.json").is_file()
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    if _is_collection(folder) or run_state(folder) is None:
-        yield folder
-        return
-    for child in sorted(folder.iterdir()):
-        # Hidden folders are .partial-* runs still being written, and export targets.
-        if child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
-            yield from _walk(child)
-
-
-def _collection(path: Path, name: str, notice: Callable[[str], None]) -> Collection | None:
-    try:
-        planned = [str(run) for run in json.loads((path / "plan.json").read_text())["runs"]]
-        if (path / "sweep.yaml").is_file():
-            sweep = yaml.safe_load((path / "sweep.yaml").read_text())
-            points = {p["point"]: {k: v for k, v in p.items() if k not in ("point", "seeds")}
-                      for p in sweep["points"]}
-            kind = "comparison" if any("config" in p for p in points.values()) else "sweep"
-            spec = {k: sweep[k] for k in ("config", "set", "axes") if k in sweep}
-            params = {run: points.get(PurePosixPath(run).parts[0], {}) for run in planned}
-        else:  # a reproduction: runs/<model>/seed_<n>, the model its only parameter
-            kind, spec = "reproduction", {}
-            params = {run: {"model": PurePosixPath(run).parent.name} for run in planned}
-    except (ValueError, OSError, LookupError, TypeError, AttributeError, yaml.YAMLError):
-        notice(f"{path}: plan.json or sweep.yaml is unreadable; skipped")
-        return None
-    runs = [RunFolder(path / run, f"{name}/{run}", params[run]) for run in planned
-            if run_state(path / run) is None]
-    return Collection(path, name, kind, runs, spec)
 
 
 @dataclass

@@ -2,8 +2,9 @@
 config (its seed included) and the run directory it goes to, plus what each run writes.
 
 Commands only build plans (run: one replica; run --repeats, sweep, compare: points x seeds;
-reproduce: models x conventions x seeds) and hand them to `executor.execute`, which trains
-them and has `rundir.Writer` write each one.
+reproduce: models x conventions x seeds) and hand them to `executor.execute`, which places the
+replicas already trained under the runs directory (`reuse.place`), trains the others and has
+`rundir.Writer` write each one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class Replica:
 class Plan:
     replicas: list[Replica]
     outputs: Outputs = field(default_factory=Outputs)
+    # The runs directory whose index records what trains and offers what to reuse (None:
+    # neither, as for Executor.train_all); `retrain`: train every replica even so.
+    runs_dir: Path | None = None
+    retrain: bool = False
 
     def epochs(self) -> int:
         """Replica-epochs to train at most (early stopping may end some sooner)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from circlereg import manifest
 from circlereg.config import (
     MAX_EPOCHS,
     ConfigError,
@@ -161,20 +162,25 @@ def plan(spec: dict, folder: Path):
     return Plan(replicas, Outputs(figures=False, model=False)), placed
 
 
-def measure(work, placed: dict, executor=None, progress=None) -> dict:
-    """Train the plan of `plan()`: {convention: {model: measurement}}."""
+def measure(work, placed: dict, executor=None, progress=None, on_plan=None,
+            notice=None) -> dict:
+    """Train the plan of `plan()` (reusing what is trained already): {convention: {model:
+    measurement}}."""
     from circlereg import plots
     from circlereg.executor import execute
+    from circlereg.rundir import read_history
 
     by_label: dict[str, list] = {}
-    for written in execute(work, executor, progress):
+    for written in execute(work, executor, progress, on_plan, notice):
         by_label.setdefault(written.replica.destination.parent.name, []).append(written)
     measured = {}
     for label, group in by_label.items():
         config = group[0].replica.config
+        histories = [w.history if w.history is not None
+                     else read_history(w.replica.destination / "history.csv") for w in group]
         measured[label] = {
             "metrics": [w.metrics for w in group],
-            "curves": {c: plots.padded([w.history[c] for w in group])
+            "curves": {c: plots.padded([h[c] for h in histories])
                        for c in ("accuracy", "val_accuracy")},
             "lambda": [r["l1"] for r in config["model"]["regularizers"]
                        if r["target"] == "activity"],
@@ -323,7 +329,7 @@ def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, enviro
 
 
 def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
-              on_plan=None) -> tuple[Path, dict]:
+              on_plan=None, notice=None, retrain: bool = False) -> tuple[Path, dict]:
     """Train, judge and write the report folder; returns (folder, verdict).
 
     The folder holds every replica's run directory under runs/ as it trains; the report
@@ -339,18 +345,43 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     folder = rundir.inside(runs_dir, Path(f"reproduce-{spec['name']}") /
                            f"{rundir.utc_stamp()}-{digest}")
     work, placed = plan(spec, folder)
+    work.runs_dir, work.retrain = runs_dir, retrain
     work.check()  # before the folder exists
     folder.mkdir(parents=True)
-    rundir.write_json(folder / "plan.json", {"runs": [
-        str(r.destination.relative_to(folder)) for r in work.replicas]})
-    if on_plan is not None:
-        on_plan(work.epochs())
-    measured = measure(work, placed, executor, progress)
+    manifest.write(folder, reproduction_manifest(spec, work, folder))
+    measured = measure(work, placed, executor, progress, on_plan, notice)
     verdict = judge(spec, measured)
     verdict["sparsity"] = sparsity(spec, measured)
     environment = rundir.environment(rundir.keras_conventions())
     write_report(folder, spec, measured, verdict, environment, time.perf_counter() - start)
     return folder, verdict
+
+
+def reproduction_manifest(spec: dict, work, folder: Path):
+    """Its runs: runs/<label>/seed_<n>, each with its model and convention (none when every
+    convention trains the same config)."""
+    runs, labels = [], {}
+    for replica in work.replicas:
+        run = replica.destination.relative_to(folder)
+        label = run.parent.name
+        model, _, convention = next(
+            ((name, "-", label[len(name) + 1:]) for name in spec["models"]
+             if label.startswith(f"{name}-") and label[len(name) + 1:] in CONVENTIONS),
+            (label, "", None))
+        params = {"model": model, **({"convention": convention} if convention else {})}
+        labels.setdefault(label, params)
+        runs.append({"run": run.as_posix(), "point": label, "seed": replica.seed,
+                     "params": params})
+    models = list(spec["models"])
+    conventions = [c for c in CONVENTIONS if any(p.get("convention") == c
+                                                 for p in labels.values())]
+    varies = [{"key": "model", "values": models}]
+    if conventions:
+        varies.append({"key": "convention", "values": conventions})
+    public = {**spec, "models": {n: {"config": m["config_path"], "published": m["published"]}
+                                 for n, m in spec["models"].items()}}
+    return manifest.Manifest("reproduction", runs, varies,
+                             list(range(1, spec["seeds"] + 1)), public)
 
 
 def failing_rows(verdict: dict) -> list[str]:

@@ -9,15 +9,20 @@ from circlereg.plan import Outputs, Plan, Replica
 
 
 def run_one(config: dict, runs_dir: Path, source: str = "<config>", figures: bool = True,
-            executor=None, progress=None, on_plan=None) -> tuple[Path, dict]:
-    """Train `config` and write its run directory; returns (its path, metrics).
-    `on_plan(replica_epochs)` is told the work once the plan is checked."""
+            executor=None, progress=None, on_plan=None, notice=None, retrain: bool = False
+            ) -> tuple[Path, dict]:
+    """Train `config` and write its run directory, or reuse the same replica already trained
+    under `runs_dir` (unless `retrain`); returns (its path, metrics). `on_plan(replica_epochs)`
+    is told the work once the plan is checked, when there is any to train."""
+    from circlereg import manifest
     from circlereg.executor import execute
 
     replica = Replica(config, rundir.run_path(runs_dir, config), source)
-    plan = Plan([replica], Outputs(figures=figures))
+    plan = Plan([replica], Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)
     plan.check()
-    if on_plan is not None:
-        on_plan(plan.epochs())
-    (written,) = execute(plan, executor, progress)
+    (written,) = execute(plan, executor, progress, on_plan=on_plan, notice=notice)
+    seed = config["train"]["seed"]
+    manifest.write(replica.destination, manifest.Manifest(
+        "run", [{"run": ".", "point": None, "seed": seed, "params": {}}], seeds=[seed],
+        spec={"config": source}))
     return replica.destination, written.metrics

@@ -91,34 +91,6 @@ def locked(folder: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def listing(runs_dir: Path) -> list[tuple[str, Path, str]]:
-    """(status, folder, what) for every run, sweep, comparison and reproduction under
-    runs_dir: `complete`, or `incomplete` with how many of its runs are there."""
-    found = []
-    for folder in sorted(Path(runs_dir).glob("*/*")):
-        if not folder.is_dir() or folder.name.startswith("."):
-            continue
-        if (folder / "plan.json").is_file():
-            try:
-                planned = json.loads((folder / "plan.json").read_text())["runs"]
-            except (ValueError, OSError, KeyError, TypeError):
-                found.append(("damaged", folder, "plan.json is unreadable"))
-                continue
-            done = sum(run_state(folder / run) is None for run in planned)
-            report = folder.parent.name.startswith("reproduce-")
-            complete = done == len(planned) and (not report
-                                                 or (folder / "reproduction.md").is_file())
-            what = "reproduction" if report else "tune" if (folder / "study.db").is_file() \
-                else "sweep"
-            found.append(("complete" if complete else "incomplete", folder,
-                          f"{what}, {done}/{len(planned)} runs"))
-        else:
-            state = run_state(folder)
-            found.append(("complete" if state is None else "damaged", folder,
-                          "run" if state is None else f"run, {state}"))
-    return found
-
-
 def run_state(run: Path) -> str | None:
     """None when `run` holds a complete run; else what is wrong with it."""
     if not run.is_dir():

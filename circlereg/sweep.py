@@ -2,13 +2,14 @@
 one model shape trained together in one compiled graph, then summaries and plots.
 
     runs/<sweep name>/<UTC timestamp>-<spec hash>/
-        sweep.yaml  summary.csv  summary.json  accuracy_vs_<key>.png  curves.png
+        manifest.json  sweep.yaml  summary.csv  summary.json  accuracy_vs_<key>.png  curves.png
         p000/seed_1/ ...   (each sub-run holds the files of a run)
 
 sweep.yaml is the sweep as a spec file (spec.py): `circlereg sweep --spec` on it trains the same
-sweep again.
+sweep again; manifest.json says what the folder is (manifest.py).
 
-The sweep builds a plan (every point x seed not yet on disk) for `executor.execute`. Sub-runs
+The sweep builds a plan (every point x seed) for `executor.execute`, which keeps the sub-runs
+already on disk and reuses replicas trained elsewhere under the runs directory (reuse.py). Sub-runs
 are written atomically as their batch finishes, and the summary is written (by rename) at the
 end or on interruption, so an interrupted sweep keeps every finished sub-run and never a torn
 summary; `--resume` trains only what is missing.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from circlereg import manifest
 from circlereg.config import (
     MAX_SEED,
     ConfigError,
@@ -38,6 +40,7 @@ from circlereg.config import (
     with_seed,
 )
 from circlereg.grammar import format_value
+from circlereg.manifest import MANIFEST
 from circlereg.rundir import utc_stamp
 from circlereg.spec import Base, SweepSpec, axis_values, split_axis
 
@@ -124,7 +127,7 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(scratch, path)
 
 
-IDENTITY = "plan.json"  # what a folder trains (resolved configs, seeds): its identity
+LEGACY_IDENTITY = "plan.json"  # an earlier version's record of what a folder trains
 MAX_POINTS = 10_000
 MAX_RUNS = 100_000
 
@@ -142,12 +145,13 @@ def sweep_folder(runs_dir: Path, name: str, identity: dict, resume: bool,
         same = sorted(parent.glob(f"*-{digest}")) if parent.is_dir() else []
         if same:
             return same[-1]
-        others = sorted(p.parent for p in parent.glob(f"*/{IDENTITY}")) if parent.is_dir() \
-            else []
+        others = sorted({p.parent for name in (MANIFEST, LEGACY_IDENTITY)
+                         for p in parent.glob(f"*/{name}")}) if parent.is_dir() else []
         if others:
             try:
-                earlier = json.loads((others[-1] / IDENTITY).read_text())
-            except (ValueError, OSError):
+                found = manifest.read(others[-1])
+                earlier = {"points": found.points} if found is not None else {}
+            except ValueError:
                 earlier = {}
             raise ConfigError("--resume", "", f"{others[-1]} trained other work "
                                               f"({difference(earlier, identity)}); run without "
@@ -192,12 +196,15 @@ def flatten(value, prefix: str = "") -> dict:
 
 def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures: bool = True,
               executor=None, progress=None, notice: Callable[[str], None] | None = None,
-              on_plan: Callable[[int], None] | None = None) -> tuple[Path, list[dict]]:
+              on_plan: Callable[[int], None] | None = None, retrain: bool = False,
+              kind: str | None = None) -> tuple[Path, list[dict]]:
     """Train every grid point (of every base config) and seed; returns (sweep folder, rows).
 
     Each point trains with the spec's seeds, or `repeats` seeds from its own train.seed
-    (swept or not), or its train.seed alone. `on_plan(replica_epochs)` is told the work left
-    to do."""
+    (swept or not), or its train.seed alone. Replicas already trained under `runs_dir` are
+    reused, not trained (unless `retrain`). `on_plan(replica_epochs)` is told the work left
+    to do. `kind`: what the manifest calls the folder (default: sweep, or comparison with
+    several configs)."""
     from circlereg import rundir
     from circlereg.executor import execute, warm_up_idle
     from circlereg.plan import Outputs, Plan, Replica
@@ -228,29 +235,29 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     folder = sweep_folder(runs_dir, name, what, resume, notice)
     replicas = [Replica(with_seed(p.config, s), run, p.source)
                 for p in points for s, run in p.runs(folder)]
-    todo = []
-    for replica in replicas:
-        state = rundir.run_state(replica.destination)
-        if state is not None:
-            if state != "missing":
-                notice(f"{replica.destination}: {state}; training it again")
-            todo.append(replica)
-    plan = Plan(todo, Outputs(figures=figures))
+    plan = Plan(replicas, Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)
     plan.check()
+    if resume and not retrain and all(rundir.run_state(r.destination) is None
+                                      for r in replicas):
+        notice(f"--resume: {folder} is complete: its {len(replicas)} runs are all there; "
+               "nothing to train")
     with rundir.locked(folder):
-        if not (folder / IDENTITY).is_file():
-            atomic_write(folder / IDENTITY, json.dumps(what, indent=1) + "\n")
+        if not (folder / MANIFEST).is_file():
+            kind = kind or ("comparison" if len(spec.bases) > 1 else "sweep")
+            manifest.write(folder, sweep_manifest(kind, spec.document(name, grid), points,
+                                                  what))
         atomic_write(folder / "sweep.yaml", spec.document(name, grid))
-        if on_plan is not None:
-            on_plan(plan.epochs())
         trained: dict[Path, dict] = {}  # sub-run folder -> history, to plot without reading
+        warming = warm_up_idle(lambda: importlib.import_module("scipy.special"),
+                               lambda: importlib.import_module("circlereg.plots").warm_up())
         try:
-            if plan.replicas:
-                warm_up_idle(lambda: importlib.import_module("scipy.special"),
-                             lambda: importlib.import_module("circlereg.plots").warm_up())
-                trained = {w.replica.destination: w.history
-                           for w in execute(plan, executor, progress)}
+            trained = {w.replica.destination: w.history
+                       for w in execute(plan, executor, progress, on_plan, notice)
+                       if w.history is not None}
         finally:  # an interrupted sweep still summarises what it finished, and says so
+            # Not while the warm-up still imports them: a plan all reused ends at once, and
+            # two threads importing matplotlib at the same time break it.
+            warming.join()
             rows = write_summary(folder, points)
     plot_sweep(folder, points, keys, rows, trained)
     diverged = sum(row["n_diverged"] for row in rows)
@@ -258,6 +265,21 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
         notice(f"warning: {diverged} of {len(replicas)} runs diverged (training loss not "
                "finite); they are counted in n_diverged and left out of the statistics")
     return folder, rows
+
+
+def sweep_manifest(kind: str, document: str, points: list[Point], what: dict
+                   ) -> manifest.Manifest:
+    """The manifest of a sweep, comparison or repeats folder: `document` is its sweep.yaml."""
+    import yaml
+
+    keys = list(points[0].params)
+    varies = [{"key": key, "values": list({format_value(p.params[key]): p.params[key]
+                                           for p in points}.values())} for key in keys]
+    runs = [{"run": f"{p.folder}/seed_{s}", "point": p.folder, "seed": s, "params": p.params}
+            for p in points for s in p.seeds]
+    spec = {k: v for k, v in yaml.safe_load(document).items() if k != "points"}
+    return manifest.Manifest(kind, runs, varies, sorted({s for p in points for s in p.seeds}),
+                             spec, points=what["points"])
 
 
 def _check_points(spec: SweepSpec, grid: list[dict]) -> None:

@@ -1,7 +1,7 @@
 """Stage 6, beyond grids: `circlereg tune` searches a space of config values with Optuna.
 
     runs/<tune name>/<UTC timestamp>-<identity hash>/
-        tune.yaml  plan.json  study.db  trials.csv  tune.md  best.yaml
+        manifest.json  tune.yaml  study.db  trials.csv  tune.md  best.yaml
         optimization_history.png  parallel_coordinate.png  param_importances.png
         t0000/seed_1/ ...   (each sub-run holds the files of a run)
 
@@ -18,12 +18,14 @@ trials are finished.
 
 from __future__ import annotations
 
-import json
+import base64
+import functools
 import math
+import pickle
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,6 @@ from circlereg.grammar import (
     parse_value,
 )
 from circlereg.sweep import (
-    IDENTITY,
     MAX_RUNS,
     STATISTICS,
     Point,
@@ -370,7 +371,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
              name: str | None = None, resume: bool = False, figures: bool = False,
              executor=None, progress=None, notice: Callable[[str], None] | None = None,
              on_plan: Callable[[int], None] | None = None,
-             on_batch: Callable[[str], None] | None = None) -> Tune:
+             on_batch: Callable[[str], None] | None = None, retrain: bool = False) -> Tune:
     """Search `space` (`key=uniform(a,b)`, ...) for `trials` trials; returns what was found.
     `on_plan(replica_epochs)` is told the work left (at most), `on_batch(line)` each batch's
     progress, `notice(line)` what the user should know."""
@@ -410,15 +411,30 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
                 storage=study_storage(optuna, folder / "study.db"), study_name=STUDY,
                 sampler=_sampler(optuna, search), direction=search.direction,
                 load_if_exists=True)
-            numbers = max(trials, len(study.trials))  # trial numbers are 0, 1, 2, ...
-            atomic_write(folder / IDENTITY, json.dumps({**search.identity(), "runs": [
-                f"{trial_folder(n)}/seed_{s}" for n in range(numbers) for s in search.seeds]},
-                indent=1) + "\n")
+            restore_sampler(study, search, notice)
+            write_manifest(folder, study, search, spec, trials)
+            states = optuna.trial.TrialState
+            finished = len(study.get_trials(deepcopy=False,
+                                            states=(states.COMPLETE, states.FAIL)))
+            if resume and finished >= trials:
+                notice(f"--resume: {folder} is complete: {finished} trials finished; "
+                       "nothing to train")
             timer = Timer()
+            counts = {"reused": 0, "trained": 0}
+
+            def train(replicas: list) -> None:
+                for key, n in executor_run(replicas, executor, progress, figures, runs_dir,
+                                           retrain, notice).items():
+                    counts[key] += n
+
+            def asked() -> None:
+                write_manifest(folder, study, search, spec, trials)
+
             try:
-                search_loop(optuna, study, search, folder, trials, batch, timer,
-                            lambda replicas: executor_run(replicas, executor, progress, figures),
-                            notice, on_plan, on_batch)
+                search_loop(optuna, study, search, folder, trials, batch, timer, train,
+                            notice, on_plan, on_batch, asked)
+                if counts["reused"]:
+                    notice(f"{counts['reused']} reused, {counts['trained']} trained")
             finally:  # an interrupted tune still reports what it finished, and says so
                 rows = write_trials(folder, study, search)
                 result = _report(folder, study, rows, spec, search, where, on_test, trials,
@@ -447,20 +463,27 @@ class Timer:
         self.seconds += time.perf_counter() - self._start
 
 
-def executor_run(replicas: list, executor, progress, figures: bool) -> None:
-    """Train the replicas (sub-runs not on disk yet) and write their run directories."""
+def executor_run(replicas: list, executor, progress, figures: bool, runs_dir: Path | None = None,
+                 retrain: bool = False, notice=None) -> dict[str, int]:
+    """Train the replicas (sub-runs not on disk yet), or reuse those already trained under
+    `runs_dir`, and write their run directories; returns how many were reused and trained."""
     from circlereg.executor import execute
     from circlereg.plan import Outputs, Plan
 
-    plan = Plan(replicas, Outputs(figures=figures))
+    plan = Plan(replicas, Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)
     plan.check()
-    if plan.replicas:
-        execute(plan, executor, progress)
+    if not plan.replicas:
+        return {}
+    # Its own count, not a line per batch: the tune says it once, at the end.
+    written = execute(plan, executor, progress,
+                      notice=lambda m: None if m.endswith(" trained") else notice(m))
+    reused = sum(w.history is None for w in written)
+    return {"reused": reused, "trained": len(written) - reused}
 
 
 def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch: int,
-                timer: Timer, train: Callable[[list], None], notice, on_plan, on_batch
-                ) -> None:
+                timer: Timer, train: Callable[[list], None], notice, on_plan, on_batch,
+                on_ask: Callable[[], None] = lambda: None) -> None:
     """Ask, train, tell, batch after batch, until `trials` trials are finished. Trials asked
     before an interruption (RUNNING in the study) come first, with the values they hold."""
     from circlereg.plan import Replica
@@ -482,6 +505,9 @@ def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch:
                                                               trials - done - len(pending)))]
             drawn = [(trial, {d.key: d.draw(trial) for d in search.dimensions})
                      for trial in asked]
+            if len(asked) > len(pending):
+                save_sampler(study)
+                on_ask()  # the manifest lists each trial's values once drawn
         if not asked:
             return
         pending, points = [], []
@@ -540,17 +566,63 @@ def study_storage(optuna, path: Path):
                                       engine_kwargs={"connect_args": {"factory": Connection}})
 
 
+SAMPLER_STATE = "circlereg.sampler"  # the study's user attribute holding the sampler
+
+
+def save_sampler(study) -> None:
+    """Keep the sampler (its random state included) in the study, with the number of trials
+    asked so far: a resumed tune goes on drawing where this one stopped, instead of drawing
+    its first trials' values again from a sampler made afresh with the same seed."""
+    state = base64.b64encode(pickle.dumps(study.sampler)).decode()
+    study.set_user_attr(SAMPLER_STATE, {"trials": len(study.trials), "state": state})
+
+
+def restore_sampler(study, search: Search, notice: Callable[[str], None]) -> None:
+    """On resume, the sampler saved with the study's last asked trials. A study without one
+    that matches (written by an earlier circlereg, or cut between two asks) gets a sampler
+    seeded apart from the first, so its draws do not repeat the trials already asked."""
+    asked = len(study.trials)
+    if not asked:
+        return
+    saved = study.user_attrs.get(SAMPLER_STATE)
+    if isinstance(saved, dict) and saved.get("trials") == asked:
+        study.sampler = pickle.loads(base64.b64decode(saved["state"]))
+        return
+    import optuna
+
+    reseeded = replace(search, sampler_seed=search.sampler_seed + 1_000_003 * asked)
+    study.sampler = _sampler(optuna, reseeded)
+    notice(f"--resume: the study holds no saved sampler for its {asked} trials; its next "
+           "draws come from a sampler seeded apart")
+
+
+@functools.cache
+def _grid_sampler() -> type:
+    """Optuna's grid sampler without Study.stop() on the last grid point, which works inside
+    Study.optimize only: the tune stops after its trials, at most the grid. Made on first use
+    (Optuna is an extra) and found again as `circlereg.tune.GridSampler`, so it pickles."""
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, *args) -> None:
+            pass
+
+    GridSampler.__module__, GridSampler.__qualname__ = __name__, "GridSampler"
+    return GridSampler
+
+
+def __getattr__(name: str):
+    if name == "GridSampler":  # for unpickling a study's saved grid sampler
+        return _grid_sampler()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _sampler(optuna, search: Search):
     name, seed, dimensions = search.sampler, search.sampler_seed, search.dimensions
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        class Grid(optuna.samplers.GridSampler):
-            def after_trial(self, *args) -> None:
-                """Not Study.stop() on the last grid point, which works inside
-                Study.optimize only: the tune stops after its trials, at most the grid."""
-
-        return Grid({d.key: d.grid() for d in dimensions}, seed=seed)
+        return _grid_sampler()({d.key: d.grid() for d in dimensions}, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # batches: spread out
 
 
@@ -571,6 +643,26 @@ def _progress_line(study, done: int, trials: int, objective: str) -> str:
         return f"trials {done}/{trials}: none completed yet"
     return (f"trials {done}/{trials}: best {objective} {best.value:.4f} "
             f"({trial_folder(best.number)})")
+
+
+def write_manifest(folder: Path, study, search: Search, spec: dict, trials: int) -> None:
+    """The tune's manifest: every planned trial's runs, each asked trial with its drawn
+    values (a trial not asked yet has none); made once, rewritten as trials are asked."""
+    from circlereg import manifest
+
+    drawn = {t.number: {d.key: d.value(t.params[d.key]) for d in search.dimensions
+                        if d.key in t.params} for t in study.get_trials(deepcopy=False)}
+    numbers = max(trials, len(drawn))  # trial numbers are 0, 1, 2, ...
+    runs = [{"run": f"{trial_folder(n)}/seed_{s}", "point": trial_folder(n), "seed": s,
+             "params": drawn.get(n)} for n in range(numbers) for s in search.seeds]
+    try:
+        earlier = manifest.read(folder) if (folder / manifest.MANIFEST).is_file() else None
+    except ValueError:
+        earlier = None
+    manifest.write(folder, manifest.Manifest(
+        "tune", runs, [{"key": d.key, "values": d.text()} for d in search.dimensions],
+        list(search.seeds), spec, earlier.command if earlier else None,
+        earlier.created if earlier else None, search.identity()["points"]))
 
 
 def write_trials(folder: Path, study, search: Search) -> list[dict]:
@@ -696,14 +788,16 @@ def _plot(folder: Path, study, dimensions: list[Dimension], result: Tune) -> Non
             skipped.append(f"{filename} (needs {needed} completed trials"
                            + (" and two searched keys)" if needed > 1 else ")"))
             continue
-        with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
-            warnings.simplefilter("ignore")
+        # Optuna's plots switch matplotlib to its ggplot style for the whole process: kept
+        # to these figures, so every figure drawn after them (a run's, a sweep's) is the same.
+        with warnings.catch_warnings(), plt.rc_context():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
             axes = plot(study, target_name=result.objective)
-        figure = np.ravel(axes)[0].figure
-        figure.set_size_inches(max(7.0, 2.2 * len(dimensions) + 3), 4.8)
-        figure.tight_layout()
-        figure.savefig(folder / filename, dpi=100)
-        plt.close(figure)
+            figure = np.ravel(axes)[0].figure
+            figure.set_size_inches(max(7.0, 2.2 * len(dimensions) + 3), 4.8)
+            figure.tight_layout()
+            figure.savefig(folder / filename, dpi=100)
+            plt.close(figure)
     if skipped:
         note = f"Not drawn: {', '.join(skipped)}.\n"
         result.report += note

@@ -255,7 +255,7 @@ def test_mlflow_export_reads_back_through_the_client(runs, tmp_path, monkeypatch
     assert parent.data.params["axes.model.regularizers.0.l1"] == "1e-4,1e-3"
     assert parent.data.params["config.name"] == "l1_pre_relu"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
-        "summary.csv", "summary.json", "sweep.yaml", "plan.json"}
+        "summary.csv", "summary.json", "sweep.yaml", "manifest.json"}
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")

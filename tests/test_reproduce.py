@@ -44,7 +44,7 @@ def test_a_wrong_published_figure_fails_and_the_measured_one_passes(tmp_path):
     assert measured["verdict"] == "differs"
     assert {p.name for p in folder.iterdir()} == {
         "reproduction.md", "reproduction.json", "accuracy_curves.png", "final_accuracy.png",
-        "runs", "plan.json"}
+        "runs", "manifest.json"}
     # every replica is a run directory of its own, as `circlereg run` would write it
     assert sorted(p.name for p in (folder / "runs" / "baseline").iterdir()) == [
         "seed_1", "seed_2", "seed_3"]

@@ -18,7 +18,7 @@ from circlereg.cli import app
 from .conftest import CONFIGS
 
 RUN_FILES = {"config.yaml", "metrics.json", "history.csv", "accuracy.png", "loss.png",
-             "decision_boundary.png", "environment.json", "model.keras"}
+             "decision_boundary.png", "environment.json", "model.keras", "manifest.json"}
 runner = CliRunner()
 
 
@@ -74,7 +74,7 @@ def run(*args):
 def test_same_config_and_seed_give_byte_identical_history(tmp_path):
     for _ in range(2):
         assert run("run", CONFIGS / "l1_pre_relu.yaml", "--set", "train.epochs=60",
-                   "--seed", 4, "--runs-dir", tmp_path).exit_code == 0
+                   "--seed", 4, "--runs-dir", tmp_path, "--retrain").exit_code == 0
     first, second = sorted((tmp_path / "l1_pre_relu").iterdir())
     assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()
     assert yaml.safe_load((first / "config.yaml").read_text())["train"]["seed"] == 4

@@ -150,8 +150,10 @@ def test_the_same_tune_draws_the_same_trials(small_tune, tmp_path):
     assert result.exit_code == 0, result.output
     (again,) = (tmp_path / "l1_pre_relu-tune").iterdir()
     assert (again / "trials.csv").read_bytes() == (folder / "trials.csv").read_bytes()
-    listed = runner.invoke(app, ["list", str(runs)]).output
-    assert f"complete  {folder}  (tune, 16/16 runs)" in listed
+    listed = runner.invoke(app, ["list", str(runs)]).output.splitlines()
+    line = next(line for line in listed if str(folder) in line)
+    assert line.split()[:3] == ["complete", "tune", "16/16"]
+    assert line.endswith(f"{L1} loguniform(1e-05, 0.01), {RATE} uniform(0, 0.5), seeds 1-2")
 
 
 def test_resume_with_another_space_refuses_in_one_line(small_tune):
@@ -284,3 +286,38 @@ def test_without_a_validation_split_every_config_resolves_as_before():
     assert resolve({"data": {"n_validation": 0}}) == plain
     assert config_hash(plain) == "07e51508"  # the hash before the key existed (main a685699)
     assert resolve({"data": {"n_validation": 30}})["data"]["n_validation"] == 30
+
+
+@pytest.mark.slow  # two command processes
+def test_a_tune_interrupted_by_ctrl_c_and_resumed_draws_what_a_straight_one_draws(tmp_path):
+    """SIGINT to the command after its first batch, then --resume: the resumed tune goes on
+    with the sampler where it stopped (kept in study.db), so it draws the trials a tune run
+    straight through draws, and trains no parameter set twice. (Before, a fresh sampler with
+    the same seed drew the first trials' values again.)"""
+    args = [str(CONFIGS / "l1_pre_relu.yaml"), f"{L1}=loguniform(1e-5,1e-2)", *TINY,
+            "--set", "train.epochs=3000", "--trials", "6", "--batch", "2", "--workers", "1",
+            "--sampler", "random"]
+    command = [sys.executable, "-m", "circlereg.cli", "tune", *args]
+    interrupted = tmp_path / "interrupted"
+    # Ctrl-C acts as in a terminal even when the tests run as a background job, which a
+    # non-interactive shell starts with SIGINT ignored (and its children inherit that).
+    process = subprocess.Popen([*command, "--runs-dir", str(interrupted)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while len(globbed(interrupted, "t*/seed_*/metrics.json")) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the tune must still be running to be interrupted"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 130, process.stderr.read()
+    (folder,) = (interrupted / "l1_pre_relu-tune").iterdir()
+    assert 2 <= len(list(folder.glob("t*/seed_1/metrics.json"))) < 6, "Ctrl-C mid-tune"
+    resumed = subprocess.run([*command, "--runs-dir", str(interrupted), "--resume"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = runner.invoke(app, ["tune", *args, "--runs-dir", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+    (other,) = (tmp_path / "straight" / "l1_pre_relu-tune").iterdir()
+    values = [float(r[L1]) for r in read_trials(folder)]
+    assert len(values) == 6 and len(set(values)) == 6  # no parameter set trained twice
+    assert values == [float(r[L1]) for r in read_trials(other)]

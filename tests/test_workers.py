@@ -86,12 +86,16 @@ def test_default_workers_follow_the_cpus_this_process_may_use(monkeypatch):
 
 def comparable(path):
     """What a run's file says about its numbers: metrics without wall times, environment
-    without how the plan ran, model.keras without its save date."""
+    without how the plan ran, model.keras without its save date, the manifest without the
+    command that made it and when."""
     if path.name == "metrics.json":
         return {k: v for k, v in json.loads(path.read_text()).items()
                 if not k.endswith("_seconds")}
     if path.name == "environment.json":
         return {k: v for k, v in json.loads(path.read_text()).items() if k != "execution"}
+    if path.name == "manifest.json":  # not the command line (its --workers), nor when made
+        return {k: v for k, v in json.loads(path.read_text()).items()
+                if k not in ("command", "created")}
     if path.suffix == ".keras":
         with zipfile.ZipFile(path) as archive:
             return {name: archive.read(name) for name in archive.namelist()
