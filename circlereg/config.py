@@ -31,6 +31,11 @@ BATCH_REDUCTIONS = ("sum", "mean")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linear")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam", "adagrad")
 ENGINES = ("compiled", "fit")
+# Raised whenever a change of circlereg moves some replica's numbers (same config, seed,
+# software and machine): environment.json records it and a replica's identity includes it, so
+# a run trained before is never reused for one trained after. 1: runs that do not record it;
+# 2: train.shuffle (the fit engine's minibatches now reshuffle every epoch).
+NUMBERS_REVISION = 2
 # How each epoch orders the training points (train.shuffle): the shuffle trap, docs/toolbox.md.
 SHUFFLES = ("each_epoch", "once", "off")
 DTYPES = ("float32", "float64")

@@ -40,13 +40,14 @@ from pathlib import Path
 import yaml
 
 from circlereg import manifest as manifests
-from circlereg.config import ConfigError
+from circlereg.config import NUMBERS_REVISION, ConfigError
 
 INDEX = ".index.sqlite"
 SCHEMA_VERSION = 1
 BUSY_SECONDS = 60  # how long a writer waits for another command's transaction
 # The facts of environment.json a replica's numbers depend on, by their names there.
-SOFTWARE = ("python", "tensorflow", "keras", "numpy", "scikit_learn", "machine", "cpu")
+SOFTWARE = ("python", "tensorflow", "keras", "numpy", "scikit_learn", "machine", "cpu",
+            "numbers_revision")
 CONVENTION = "keras_activity_penalty"
 DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos",
                                 "tensorflow-intel", "tf-nightly"),
@@ -63,7 +64,7 @@ def software() -> dict:
     from circlereg.provenance import cpu_model
 
     facts = {"python": sys.version.split()[0], "machine": platform.machine(),
-             "cpu": cpu_model()}
+             "cpu": cpu_model(), "numbers_revision": NUMBERS_REVISION}
     for name, candidates in DISTRIBUTIONS.items():
         facts[name] = next((_version(d) for d in candidates if _version(d)), None)
     return {key: facts[key] for key in SOFTWARE}
@@ -78,7 +79,9 @@ def _version(distribution: str) -> str | None:
 
 def recorded(environment: dict) -> dict:
     """The identity facts of a run's environment.json, the convention included."""
-    return {key: environment.get(key) for key in (*SOFTWARE, CONVENTION)}
+    # a run from before circlereg recorded its numbers' revision has the first
+    return {key: environment.get(key, 1 if key == "numbers_revision" else None)
+            for key in (*SOFTWARE, CONVENTION)}
 
 
 def identity(config: dict, facts: dict) -> str:

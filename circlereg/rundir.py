@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circlereg.config import ConfigError, config_hash, dump, quote, structure_key
+from circlereg.config import NUMBERS_REVISION, ConfigError, config_hash, dump, quote, structure_key
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -361,6 +361,7 @@ def environment(conventions: dict, config_source: str = "<config>",
         "machine": platform.machine(),
         "keras_activity_penalty": conventions["keras_activity_penalty"],
         "keras_seeded_fit_shuffle": conventions["keras_seeded_fit_shuffle"],
+        "numbers_revision": NUMBERS_REVISION,
         "note": "keras_activity_penalty: 'sum' when the installed Keras adds an activity "
                 "penalty summed over the batch, 'mean' when it divides by the batch size; "
                 "circlereg compensates so each regularizer's batch_reduction holds. "

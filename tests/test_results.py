@@ -108,6 +108,23 @@ def test_a_run_of_a_config_inside_a_sweep_trains_nothing(grown):
     assert json.loads((run / MANIFEST).read_text())["kind"] == "run"
 
 
+def test_a_run_from_before_the_numbers_changed_is_not_reused(tmp_path):
+    """A replica's identity includes the revision of circlereg's numbers (environment.json's
+    numbers_revision; none recorded: the first): a run trained before a change that moved
+    numbers is trained again, not reused."""
+    first = invoke(tmp_path, "run", CONFIG, *TINY, "--seed", 4)
+    assert "training" in first
+    (run,) = (tmp_path / "l1_pre_relu").iterdir()
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["numbers_revision"] >= 2
+    del environment["numbers_revision"]  # as an earlier version wrote it
+    (run / "environment.json").write_text(json.dumps(environment))
+    (tmp_path / INDEX).unlink()
+    again = invoke(tmp_path, "run", CONFIG, *TINY, "--seed", 4)
+    assert "training" in again and "reused" not in again
+    assert len(list((tmp_path / "l1_pre_relu").iterdir())) == 2
+
+
 def test_every_folder_says_what_it_is_and_list_shows_it(grown):
     runs, first, second, _ = grown
     manifest = json.loads((second / MANIFEST).read_text())
