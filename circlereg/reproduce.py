@@ -16,6 +16,7 @@ does not reproduce under today's convention.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -352,9 +353,18 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     measured = measure(work, placed, executor, progress, on_plan, notice)
     verdict = judge(spec, measured)
     verdict["sparsity"] = sparsity(spec, measured)
-    environment = rundir.environment(rundir.keras_conventions())
+    environment = shared_environment(work.replicas[0].destination)
     write_report(folder, spec, measured, verdict, environment, time.perf_counter() - start)
     return folder, verdict
+
+
+def shared_environment(run: Path) -> dict:
+    """What every run of the reproduction shares (versions, machine, the installed Keras'
+    conventions), from a run's environment.json: its workers probed them, so this process
+    loads no TensorFlow for it. (Every replica has the same identity facts, reused or not.)"""
+    environment = json.loads((Path(run) / "environment.json").read_text())
+    return {k: v for k, v in environment.items()
+            if k not in ("config_source", "git", "execution")}
 
 
 def reproduction_manifest(spec: dict, work, folder: Path):
