@@ -20,14 +20,35 @@ import typer
 from circlereg import __version__, shipped
 from circlereg.config import ConfigError, load
 
-app = typer.Typer(add_completion=True, no_args_is_help=True,
+
+class _Argument(typer.core.TyperArgument):
+    """An argument as click writes one: NAME|PATH, [PATH], KEY=VALUES... Typer 0.29 writes a
+    required one as {NAME|PATH} and adds its Python type (<list[Path]>) beside the metavar."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    _rich_display_name = _usage_display_name
+
+    def display_type_rich(self, ctx) -> None:
+        return None
+
+
+# typer builds every argument from this name; the help text is the only thing that changes
+typer.main.TyperArgument = _Argument
+
+# rich_markup_mode=None: click's own layout, which gives the help text half of an 80-column
+# terminal where rich's panels squeezed it into a column of 21
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Run, sweep and reproduce regularization experiments on the "
                        "concentric-circles overfitting study.")
 
 CONFIG_HELP = ("A YAML config file, or the name of a shipped config (circlereg configs lists "
                "them), e.g. l1_pre_relu.")
 SetOption = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config key, e.g. --set train.epochs=100 (repeatable; list "
+    "--set", metavar="KEY=VALUE",
+             help="Override a config key, e.g. --set train.epochs=100 (repeatable; list "
                   "items by index: model.hidden.0=8).")]
 
 
@@ -63,26 +84,31 @@ def commands(version: Annotated[bool, typer.Option(
 
 
 SeedOption = Annotated[int | None, typer.Option(
-    help="Training seed (overrides train.seed); with --repeats, the first seed.")]
+    metavar="N", help="Training seed (overrides train.seed); with --repeats, the first seed.")]
 RepeatsOption = Annotated[int | None, typer.Option(
-    help="Train N seeds: seed .. seed+N-1, all in one batched graph.")]
-SeedsOption = Annotated[str | None, typer.Option(help="Explicit seeds, e.g. 1,5,9.")]
-RunsDirOption = Annotated[Path, typer.Option(help="Where run directories go.")]
+    metavar="N", help="Train N seeds: seed .. seed+N-1, all in one batched graph.")]
+SeedsOption = Annotated[str | None, typer.Option(metavar="N,N,...",
+    help="Explicit seeds, e.g. 1,5,9.")]
+RunsDirOption = Annotated[Path, typer.Option(metavar="PATH", help="Where run directories go.")]
 FiguresOption = Annotated[bool, typer.Option(
     "--run-figures/--no-run-figures", help="Per-run PNGs in every run directory.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 ResumeOption = Annotated[bool, typer.Option(
     help="Continue the newest folder of this same work: train only missing runs.")]
 WorkersOption = Annotated[int | None, typer.Option(
+    metavar="N",
     help="Worker processes training at once (default: one per CPU this process may use, "
          "as many as memory holds; one Ray actor per CPU with --backend ray). Never changes "
          "a run's numbers.")]
 ChunkOption = Annotated[int | None, typer.Option(
+    metavar="N",
     help="Replicas a worker or Ray task takes at a time (whole batches of 4 lanes). Never "
          "changes a run's numbers.")]
 BackendOption = Annotated[str, typer.Option(
+    metavar="local|ray",
     help="local (this machine) or ray (each task on a Ray actor; needs Ray, the ray extra).")]
 AddressOption = Annotated[str | None, typer.Option(
+    metavar="HOST:PORT",
     help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
 RetrainOption = Annotated[bool, typer.Option(
     help="Train every replica, even one already trained under --runs-dir (by default it is "
@@ -136,7 +162,7 @@ def _notice(message: str) -> None:
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help=CONFIG_HELP)],
+    config: Annotated[Path, typer.Argument(metavar="NAME|PATH", help=CONFIG_HELP)],
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
@@ -197,15 +223,18 @@ def run(
 @app.command()
 def sweep(
     config: Annotated[str | None, typer.Argument(
+        metavar="NAME|PATH",
         help="Base config: a YAML file or a shipped config's name (none with --spec: the spec "
              "names it).", show_default=False)]
     = None,
     axes: Annotated[list[str] | None, typer.Argument(
+        metavar="KEY=VALUES",
         help="Swept keys: key=v1,v2 | key=choice(v1,v2) | key=range(a,b[,step]) | "
              "key=logspace(a,b,n) | key=linspace(a,b,n); values are YAML ([8,4],[16] is two "
              "lists); several form the Cartesian product (docs/grammar.md).")] = None,
     spec: Annotated[Path | None, typer.Option(
-        "--spec", help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name); "
+        "--spec", metavar="PATH",
+                  help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name); "
                        "every sweep folder's sweep.yaml is one. Options given with it apply on "
                        "top: --set after its set, an axis replaces its axis of that key, "
                        "--repeats/--seeds/--name replace its own.")] = None,
@@ -215,6 +244,7 @@ def sweep(
     seeds: SeedsOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     name: Annotated[str | None, typer.Option(
+        metavar="NAME",
         help="Sweep folder name under runs/ (default: <config name>-sweep).")] = None,
     resume: ResumeOption = False,
     run_figures: FiguresOption = True,
@@ -325,13 +355,14 @@ def _spread(row: dict, statistic: str) -> str:
 @app.command()
 def compare(
     configs: Annotated[list[Path], typer.Argument(
+        metavar="NAME|PATH",
         help="Configs to put side by side: YAML files or shipped configs' names.")],
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,
     seeds: SeedsOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    name: Annotated[str, typer.Option(help="Folder name under runs/.")] = "compare",
+    name: Annotated[str, typer.Option(metavar="NAME", help="Folder name under runs/.")] = "compare",
     resume: ResumeOption = False,
     run_figures: FiguresOption = False,
     quiet: QuietOption = False,
@@ -393,11 +424,14 @@ def _progress(quiet: bool):
 @app.command()
 def reproduce(
     spec: Annotated[Path | None, typer.Option(
+        metavar="PATH",
         help="Reproduction spec (YAML); default: the study's, shipped with circlereg.",
         show_default=False)] = None,
-    seeds: Annotated[int | None, typer.Option(help="Seeds per model (default: the spec's).")]
+    seeds: Annotated[int | None, typer.Option(metavar="N",
+        help="Seeds per model (default: the spec's).")]
     = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's).")] = None,
+    epochs: Annotated[int | None, typer.Option(metavar="N",
+        help="Epochs (default: the spec's).")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     quiet: QuietOption = False,
     workers: WorkersOption = None,
@@ -434,7 +468,8 @@ def reproduce(
 
 @app.command("list")
 def list_runs(
-    runs_dir: Annotated[Path, typer.Argument(help="Folder to list.")] = Path("runs"),
+    runs_dir: Annotated[Path, typer.Argument(metavar="PATH",
+        help="Folder to list.")] = Path("runs"),
     runs: Annotated[bool, typer.Option(
         "--runs", help="One line per run (from the runs directory's index) instead of one "
                        "per folder.")] = False,
@@ -484,7 +519,7 @@ def _list_each_run(runs_dir: Path) -> None:
 @app.command()
 def validate(
     configs: Annotated[list[Path], typer.Argument(
-        help="Configs to check: YAML files or shipped configs' names.")],
+        metavar="NAME|PATH", help="Configs to check: YAML files or shipped configs' names.")],
     set_: SetOption = None,
 ) -> None:
     """Check configs without training (and without importing TensorFlow)."""
@@ -527,10 +562,12 @@ def shipped_configs(
                f"{copy}")
 
 
-export_app = typer.Typer(no_args_is_help=True, help="Export runs, sweeps, comparisons and "
-                         "reproductions to TensorBoard or MLflow (nothing is trained).")
+export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Export runs, sweeps, comparisons and reproductions to "
+                              "TensorBoard or MLflow (nothing is trained).")
 app.add_typer(export_app, name="export")
 ExportFolder = Annotated[Path, typer.Argument(
+    metavar="PATH",
     help="A runs folder (every run and sweep in it), a sweep, comparison or reproduction "
          "folder, or one run directory.")]
 
@@ -539,7 +576,7 @@ ExportFolder = Annotated[Path, typer.Argument(
 def export_tensorboard(
     folder: ExportFolder = Path("runs"),
     logdir: Annotated[Path | None, typer.Option(
-        help="Where the event files go (default: FOLDER/.tensorboard).")] = None,
+        metavar="PATH", help="Where the event files go (default: FOLDER/.tensorboard).")] = None,
 ) -> None:
     """Write TensorBoard event files (runs exported before are skipped).
 
@@ -554,6 +591,7 @@ def export_tensorboard(
 def export_mlflow(
     folder: ExportFolder = Path("runs"),
     experiment: Annotated[str | None, typer.Option(
+        metavar="NAME",
         help="MLflow experiment (default: the folder each sweep or run is in, i.e. its sweep "
              "or config name).")] = None,
 ) -> None:
@@ -585,26 +623,31 @@ def _export(export, view: str | None = None) -> None:
 @app.command()
 def tune(
     config: Annotated[Path, typer.Argument(
-        help="Base config: a YAML file or a shipped config's name.")],
+        metavar="NAME|PATH", help="Base config: a YAML file or a shipped config's name.")],
     space: Annotated[list[str] | None, typer.Argument(
+        metavar="KEY=SPACE",
         help="Searched keys: key=uniform(a,b) | loguniform(a,b) | interval(a,b) | int(a,b) | "
              "intlog(a,b) | range(a,b[,step]) | choice(v1,v2,...) (values are YAML, e.g. "
              "[100,100]); key=value fixes a value.")] = None,
     trials: Annotated[int, typer.Option(
-        help="Trials to finish (with --resume: in all, so a larger number extends the "
+        metavar="N", help="Trials to finish (with --resume: in all, so a larger number extends the "
              "study).")] = 100,
     objective: Annotated[str, typer.Option(
+        metavar="METRIC",
         help="What a trial scores, the mean over its seeds: val_accuracy, val_loss, "
              "test_accuracy, test_loss, train_accuracy, train_loss or gap. val_* are on "
              "the validation points with data.n_validation, else on the test points.")]
     = "val_accuracy",
     direction: Annotated[str | None, typer.Option(
+        metavar="maximize|minimize",
         help="maximize or minimize (default: maximize accuracies, minimize losses and gap).")]
     = None,
-    sampler: Annotated[str, typer.Option(help="tpe, random or grid.")] = "tpe",
+    sampler: Annotated[str, typer.Option(metavar="tpe|random|grid",
+        help="tpe, random or grid.")] = "tpe",
     sampler_seed: Annotated[int, typer.Option(
-        help="Seed of the sampler: the same tune draws the same trials.")] = 0,
+        metavar="N", help="Seed of the sampler: the same tune draws the same trials.")] = 0,
     batch: Annotated[int | None, typer.Option(
+        metavar="N",
         help="Trials asked and trained together (default: enough to fill every worker's "
              "lanes twice).")] = None,
     set_: SetOption = None,
@@ -613,7 +656,8 @@ def tune(
     seeds: SeedsOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     name: Annotated[str | None, typer.Option(
-        help="Tune folder name under runs/ (default: <config name>-tune).")] = None,
+        metavar="NAME", help="Tune folder name under runs/ (default: <config name>-tune).")]
+    = None,
     resume: ResumeOption = False,
     run_figures: FiguresOption = False,
     quiet: QuietOption = False,

@@ -637,10 +637,19 @@ def load_document(raw: Any, source: str, overrides: list[str] = (),
         raise ConfigError(source, "", "must be a YAML mapping of sections, "
                                       f"got {type(raw).__name__}")
     raw = copy.deepcopy(raw)
+    overridden = []
     for text in overrides:
         parts, value = parse_override(text)
         apply_override(raw, parts, value, text)
-    config = resolve(raw, source)
+        overridden.append(".".join(map(str, parts)))
+    try:
+        config = resolve(raw, source)
+    except ConfigError as err:
+        # a bad value the user typed after --set is theirs, not the (maybe shipped) file's
+        if any(err.key == key or f"{err.key}.".startswith(f"{key}.")
+               or f"{key}.".startswith(f"{err.key}.") for key in overridden if err.key):
+            raise ConfigError("--set", err.key, err.message) from None
+        raise
     if config["name"] is None:
         config["name"] = default_name
     return config

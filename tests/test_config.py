@@ -400,8 +400,19 @@ def test_override_without_key_value_raises(text):
 def test_override_is_validated():
     with pytest.raises(ConfigError) as info:
         load(CONFIGS / "baseline.yaml", ["train.epoch=10"])
-    assert info.value.key == "train.epoch"
+    assert (info.value.source, info.value.key) == ("--set", "train.epoch")
     assert "did you mean 'epochs'" in info.value.message
+
+
+def test_a_bad_key_in_the_file_names_the_file_even_beside_a_set(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, ["train.seed=3", "model.hidden.0=8"])
+    assert (info.value.source, info.value.key) == (str(path), "train.epochs")
+    with pytest.raises(ConfigError) as info:
+        load(path, ["train.epochs=-1"])
+    assert (info.value.source, info.value.key) == ("--set", "train.epochs")
 
 
 def test_override_into_a_scalar_raises():

@@ -112,9 +112,10 @@ def test_malformed_axis_is_one_line(tmp_path, axis, line):
     ("model.hidden.5=8", "--set: model.hidden.5: list index must be in [0, 1], got '5'"),
     ("model.dropout.x.rate=0.2",
      "--set: model.dropout.x: list index must be in [0, 0], got 'x'"),
-    # the schema decides what a mapping may hold: `type` is not a regularizer's key
+    # the schema decides what a mapping may hold: `type` is not a regularizer's key, and the
+    # line names --set, where the user typed it, not the file
     ("model.regularizers.0={kind: kernel, type: l2, l2: 0.01}",
-     f"{BASELINE}: model.regularizers.0.type: unknown key; allowed: target, kind, l1, l2, "
+     "--set: model.regularizers.0.type: unknown key; allowed: target, kind, l1, l2, "
      "layer, placement, batch_reduction"),
 ])
 def test_malformed_override_is_one_line(tmp_path, setting, line):
