@@ -18,7 +18,8 @@ from typing import Annotated
 import typer
 
 from circlereg import __version__, shipped
-from circlereg.config import ConfigError, load
+from circlereg.config import ConfigError, check_value, load, positive_int
+from circlereg.constraints import OneOf, check_option
 
 
 class _Argument(typer.core.TyperArgument):
@@ -52,6 +53,7 @@ SetOption = Annotated[list[str] | None, typer.Option(
                   "items by index: model.hidden.0=8).")]
 
 
+BACKENDS = OneOf(("local", "ray"))
 DIVERGED = 3  # exit code of a lone run whose training loss stopped being finite
 
 
@@ -116,8 +118,7 @@ RetrainOption = Annotated[bool, typer.Option(
 
 
 def _seed_override(seed: int | None) -> list[str]:
-    if seed is not None and seed < 0:
-        raise ConfigError("--seed", "train.seed", f"must be an integer >= 0, got {seed}")
+    check_value("--seed", "train.seed", "train.seed", seed, unless_none=True)
     return [] if seed is None else [f"train.seed={seed}"]
 
 
@@ -130,12 +131,9 @@ def _executor(workers: int | None, chunk: int | None, backend: str, address: str
     from circlereg.rundir import check_runs_dir
 
     check_runs_dir(runs_dir)
-    if workers is not None and workers < 1:
-        raise ConfigError("--workers", "", f"must be an integer >= 1, got {workers}")
-    if chunk is not None and chunk < 1:
-        raise ConfigError("--chunk", "", f"must be an integer >= 1, got {chunk}")
-    if backend not in ("local", "ray"):
-        raise ConfigError("--backend", "", f"must be local or ray, got {backend!r}")
+    check_option("--workers", positive_int, workers)
+    check_option("--chunk", positive_int, chunk)
+    check_option("--backend", BACKENDS, backend)
     if backend == "ray":
         from circlereg.cluster import check_available
 
@@ -542,9 +540,15 @@ def shipped_configs(
         "--copy", metavar="DIR", show_default=False,
         help="Write the shipped configs into DIR to edit, the reproduction spec as "
              "DIR/reproduce/study.yaml; never overwrites a file.")] = None,
+    schema: Annotated[bool, typer.Option(
+        "--schema", help="Print the config file's JSON Schema, for editors that check YAML "
+                         "as it is typed (docs/config.md).")] = False,
 ) -> None:
     """List the configs shipped with circlereg, each with its description (run one by its
     name: circlereg run l1_pre_relu); --copy DIR writes them out to edit."""
+    if schema:
+        typer.echo(shipped.schema_text(), nl=False)
+        return
     if copy is None:
         found = shipped.configs()
         width = max(len(name) for name in found)

@@ -11,16 +11,26 @@ import copy
 import difflib
 import hashlib
 import json
-import math
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from circlereg.constraints import (
+    Boolean,
+    Constraint,
+    Either,
+    Interval,
+    ListOf,
+    OneOf,
+    Optional,
+    Pattern,
+    quote,
+)
+from circlereg.errors import ConfigError
 from circlereg.grammar import parse_setting, shorten, split_assignment
 
 TARGETS = ("kernel", "bias", "activity")
@@ -63,154 +73,35 @@ ROW_FLOATS, WEIGHT_FLOATS = 8, 10
 MEMORY_SHARE = 0.5  # of this machine's memory, that one training program may plan to use
 
 
-class ConfigError(ValueError):
-    """Bad user input: rendered as one line `<file>: <key>: <what is wrong>`, exit code 2."""
+# --- value checks: the constraints (circlereg/constraints.py) every key is checked with ---
 
-    def __init__(self, source: str, key: str, message: str):
-        self.source, self.key, self.message = source, key, message
-        where = f"{source}: {key}: " if key else f"{source}: "
-        super().__init__(where + message)
-
-    def __reduce__(self):
-        # As itself across processes: a worker's ConfigError is still one line, exit 2.
-        return ConfigError, (self.source, self.key, self.message)
+non_negative = Interval(False, 0, None, "left")
+positive = Interval(False, 0, None, "neither")
+positive_int = Interval(True, 1, None)
+non_negative_int = Interval(True, 0, None)
+fraction = Interval(False, 0, 1, "left")
+unit_interval = Interval(False, 0, 1)
+boolean = Boolean()
 
 
-# --- value checks: each returns the cleaned value or raises ValueError("what is allowed") ---
-
-
-def _number(value: Any) -> float:
-    # PyYAML reads `1e-4` (no dot) as a string; accept it as the number the user meant.
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"must be a number, got {quote(value)}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {quote(value)}")
-    return float(value)
-
-
-def non_negative(value: Any) -> float:
-    value = _number(value)
-    if value < 0:
-        raise ValueError(f"must be >= 0, got {value:g}")
-    return value
-
-
-def positive(value: Any) -> float:
-    value = _number(value)
-    if value <= 0:
-        raise ValueError(f"must be > 0, got {value:g}")
-    return value
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, str):  # `1e3` in YAML, as for numbers
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"must be an integer, got {quote(value)}") from None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be an integer, got {quote(value)}")
-    return value
-
-
-def positive_int(value: Any) -> int:
-    value = _integer(value)
-    if value < 1:
-        raise ValueError(f"must be an integer >= 1, got {quote(value)}")
-    return value
-
-
-def non_negative_int(value: Any) -> int:
-    value = _integer(value)
-    if value < 0:
-        raise ValueError(f"must be an integer >= 0, got {quote(value)}")
-    return value
-
-
-def int_in(low: int, high: int) -> Callable[[Any], int]:
+def int_in(low: int, high: int) -> Interval:
     """An integer in [low, high]."""
-    def check(value: Any) -> int:
-        value = _integer(value)
-        if not low <= value <= high:
-            raise ValueError(f"must be an integer in [{low}, {high}], got {quote(value)}")
-        return value
-
-    return check
+    return Interval(True, low, high)
 
 
-def quote(value: Any, limit: int = 40) -> str:
-    """A value as quoted in an error: at most `limit` characters of it."""
-    return shorten(repr(value) if isinstance(value, str) else str(value), limit)
+def one_of(*allowed: str) -> OneOf:
+    return OneOf(allowed)
 
 
-def one_of(*allowed: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}; got {quote(value)}")
-        return value
-
-    return check
-
-
-def shuffle_order(value: Any) -> str:
-    """train.shuffle; YAML reads an unquoted `off` as false, which means `off` here."""
-    return "off" if value is False else one_of(*SHUFFLES)(value)
-
-
-def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def maybe(value: Any) -> Any:
-        return None if value is None else check(value)
-
-    return maybe
-
-
-def fraction(value: Any) -> float:
-    value = _number(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"must be in [0, 1), got {value:g}")
-    return value
-
-
-def unit_interval(value: Any) -> float:
-    value = _number(value)
-    if not 0 <= value <= 1:
-        raise ValueError(f"must be in [0, 1], got {value:g}")
-    return value
-
-
-def boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {quote(value)}")
-    return value
-
-
-def name_text(value: Any) -> str:
-    """A folder name that stays where it is put: no separators, not `.` or `..`."""
-    if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+", value) \
-            or not value.strip(".") or len(value) > MAX_NAME:
-        raise ValueError(f"must be 1 to {MAX_NAME} letters, digits, '_', '-' or '.' (not only "
-                         f"dots), got {quote(value)}")
-    return value
-
-
-def widths(value: Any) -> list[int]:
-    if not isinstance(value, list) or not value or len(value) > 100:
-        raise ValueError(f"must be a list of 1 to 100 layer widths, e.g. [500]; got "
-                         f"{quote(value)}")
-    return [int_in(1, MAX_WIDTH)(width) for width in value]
-
-
-def regularizer_kind(value: Any) -> str:
-    if value in BUILTIN_KINDS or (isinstance(value, str) and CUSTOM_KIND.match(value)):
-        return value
-    raise ValueError(
-        f"must be one of {', '.join(BUILTIN_KINDS)} or package.module:function; got {quote(value)}"
-    )
+# train.shuffle; YAML reads an unquoted `off` as false, which means `off` here.
+shuffle_order = OneOf(SHUFFLES, aliases=((False, "off"),))
+optional = Optional
+# A folder name that stays where it is put: no separators, not `.` or `..`.
+name_text = Pattern(r"(?!\.+$)[\w.-]+", f"1 to {MAX_NAME} letters, digits, '_', '-' or '.' "
+                    "(not only dots)", longest=MAX_NAME)
+widths = ListOf(int_in(1, MAX_WIDTH), 1, 100, "a list of 1 to 100 layer widths", "[500]")
+regularizer_kind = Either((OneOf(BUILTIN_KINDS),
+                           Pattern(CUSTOM_KIND.pattern.strip("^$"), "package.module:function")))
 
 
 @dataclass(frozen=True)
@@ -219,7 +110,7 @@ class Key:
 
     path: str
     default: Any
-    check: Callable[[Any], Any]
+    check: Constraint | None  # None: a list of mappings, each key of which is checked
     help: str
     # Left out of a resolved config while at its default: a key added after runs were made,
     # so every earlier config resolves, hashes and writes config.yaml exactly as before.
@@ -341,9 +232,13 @@ def _unknown(source: str, where: str, key: str, known: list[str]) -> ConfigError
     return ConfigError(source, f"{where}{key}", f"unknown key; {hint}allowed: {', '.join(known)}")
 
 
-def check_value(source: str, path: str, schema_path: str, value: Any) -> Any:
+def check_value(source: str, path: str, schema_path: str, value: Any,
+                unless_none: bool = False) -> Any:
     """`value` checked as the schema's key `schema_path`; a ConfigError names `source` and
-    `path` (e.g. a `--name` option is checked as the config's `name`)."""
+    `path` (e.g. a `--name` option is checked as the config's `name`). `unless_none`: an
+    option not given (None) is not checked."""
+    if unless_none and value is None:
+        return None
     try:
         return KEYS[schema_path].check(value)
     except ValueError as err:

@@ -35,6 +35,11 @@ def files() -> list[Path]:
     return sorted(path.relative_to(folder()) for path in folder().rglob("*.yaml"))
 
 
+def schema_text() -> str:
+    """The config file's JSON Schema as shipped (circlereg/config.schema.json)."""
+    return resources.files("circlereg").joinpath("config.schema.json").read_text()
+
+
 def reproduction_spec() -> Path:
     """The study's reproduction spec: `circlereg reproduce`'s default."""
     return folder() / SPEC

@@ -126,7 +126,8 @@ def test_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, text, args,
 def test_negative_seed(tmp_path):
     result = run("run", CONFIGS / "baseline.yaml", "--seed", -3, "--runs-dir", tmp_path)
     assert result.exit_code == 2
-    assert result.output.strip() == "error: --seed: train.seed: must be an integer >= 0, got -3"
+    assert result.output.strip() == ("error: --seed: train.seed: must be an integer in "
+                                     "[0, 2147483647], got -3")
 
 
 def test_missing_config_file(tmp_path):
