@@ -72,6 +72,7 @@ class Interval(Constraint):
     low: float | None
     high: float | None
     closed: str = "both"
+    noun: str | None = None  # what the number is, in the error: "a percentage in [0, 100]"
 
     def _inside(self, value: float) -> bool:
         left = self.closed in ("both", "left")
@@ -83,7 +84,7 @@ class Interval(Constraint):
         return str(int(bound)) if self.integer else f"{bound:g}"
 
     def describe(self) -> str:
-        kind = "an integer " if self.integer else ""
+        kind = f"{self.noun} " if self.noun else "an integer " if self.integer else ""
         if self.high is None:
             sign = ">=" if self.closed in ("both", "left") else ">"
             return f"{kind}{sign} {self._bound(self.low)}"
@@ -228,12 +229,16 @@ class ListOf(Constraint):
                 "maxItems": self.most}
 
 
-def check_option(option: str, constraint: Constraint, value: Any) -> Any:
-    """A command-line option's value checked; a bad one is a ConfigError naming the option
-    (`--workers: must be an integer >= 1, got 0`)."""
-    if value is None:
-        return None
+def checked(source: str, key: str, constraint: Constraint, value: Any) -> Any:
+    """`value` checked; a bad one is a ConfigError naming `source` (a file or an option)
+    and `key`: `spec.yaml: seeds: must be an integer in [1, 10000], got 0`."""
     try:
         return constraint(value)
     except ValueError as err:
-        raise ConfigError(option, "", str(err)) from None
+        raise ConfigError(source, key, str(err)) from None
+
+
+def check_option(option: str, constraint: Constraint, value: Any) -> Any:
+    """A command-line option's value checked, unless not given (None); a bad one names the
+    option: `--workers: must be an integer >= 1, got 0`."""
+    return None if value is None else checked(option, "", constraint, value)

@@ -29,10 +29,10 @@ from circlereg.config import (
     check_value,
     config_hash,
     load,
-    quote,
     read_yaml,
     with_seed,
 )
+from circlereg.constraints import Interval, checked
 
 CONVENTIONS = ("sum", "mean", "mean_scaled")
 CHECKED = "sum"
@@ -40,6 +40,10 @@ FIGURES = ("train_accuracy", "test_accuracy")
 CLAIM_TESTS = ("greater", "not_greater", "overfits")
 CLAIM_METRICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction")
 SPEC_KEYS = ("name", "seeds", "epochs", "alpha", "tolerance_points", "models", "claims")
+SPEC_VALUES = {"seeds": Interval(True, 1, 10_000), "epochs": Interval(True, 1, MAX_EPOCHS),
+               "alpha": Interval(False, 0, 1, "neither", noun="a number"),
+               "tolerance_points": Interval(False, 0, None, "left", noun="a number")}
+PERCENTAGE = Interval(False, 0, 100, noun="a percentage")
 
 
 def load_spec(path: Path, seeds: int | None = None, epochs: int | None = None) -> dict:
@@ -61,16 +65,8 @@ def load_spec(path: Path, seeds: int | None = None, epochs: int | None = None) -
         spec["seeds"] = seeds
     if epochs is not None:
         spec["epochs"] = epochs
-    for key, high in (("seeds", 10_000), ("epochs", MAX_EPOCHS)):
-        if not isinstance(spec[key], int) or isinstance(spec[key], bool) \
-                or not 1 <= spec[key] <= high:
-            raise ConfigError(source, key, f"must be an integer in [1, {high}], got "
-                                           f"{quote(spec[key])}")
-    if not isinstance(spec["alpha"], (int, float)) or not 0 < spec["alpha"] < 1:
-        raise ConfigError(source, "alpha", f"must be a number in (0, 1), got {spec['alpha']!r}")
-    if not isinstance(spec["tolerance_points"], (int, float)) or spec["tolerance_points"] < 0:
-        raise ConfigError(source, "tolerance_points",
-                          f"must be a number >= 0, got {spec['tolerance_points']!r}")
+    for key, constraint in SPEC_VALUES.items():
+        spec[key] = checked(source, key, constraint, spec[key])
     models = raw.get("models")
     if not isinstance(models, dict) or not models:
         raise ConfigError(source, "models", "must be a mapping of model name -> "
@@ -99,10 +95,7 @@ def _load_model(source: str, folder: Path, name: str, body, epochs: int) -> dict
         if metric not in FIGURES:
             raise ConfigError(source, f"{where}.published.{metric}",
                               f"unknown figure; allowed: {', '.join(FIGURES)}")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or \
-                not 0 <= value <= 100:
-            raise ConfigError(source, f"{where}.published.{metric}",
-                              f"must be a percentage in [0, 100], got {value!r}")
+        checked(source, f"{where}.published.{metric}", PERCENTAGE, value)
     config = load(folder / body["config"], [f"train.epochs={epochs}"])
     return {"config": config, "config_path": str(body["config"]), "published": published}
 

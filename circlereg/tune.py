@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from circlereg.config import ConfigError, dump, load, quote, setting, with_seed
+from circlereg.config import ConfigError, dump, load, positive_int, quote, setting, with_seed
+from circlereg.constraints import Interval, OneOf, check_option
 from circlereg.grammar import (
     GRID_FUNCTIONS,
     format_value,
@@ -53,6 +54,7 @@ from circlereg.sweep import (
 )
 
 SAMPLERS = ("tpe", "random", "grid")
+DIRECTIONS = OneOf(("maximize", "minimize"))
 # Objectives and the direction each is best in. `val_*` are measured on training's
 # validation data: the validation points with data.n_validation, else the test points.
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize",
@@ -256,17 +258,12 @@ def metric(metrics: dict, objective: str) -> float:
 
 def check_objective(objective: str, direction: str | None, config: dict) -> str:
     """The direction `objective` is optimised in; ConfigError on an unknown name."""
-    if objective not in OBJECTIVES:
-        raise ConfigError("--objective", "", f"must be one of {', '.join(OBJECTIVES)}; got "
-                                             f"{quote(objective)}")
+    check_option("--objective", OneOf(tuple(OBJECTIVES)), objective)
     if objective == "test_loss" and setting(config, "data.n_validation"):
         raise ConfigError("--objective", "", "test_loss is not measured on held-out test "
                                              "points (only test_accuracy is); use val_loss")
     direction = direction or OBJECTIVES[objective]
-    if direction not in ("maximize", "minimize"):
-        raise ConfigError("--direction", "", f"must be maximize or minimize, got "
-                                             f"{quote(direction)}")
-    return direction
+    return check_option("--direction", DIRECTIONS, direction)
 
 
 def batch_size(n_seeds: int, lanes: int, workers: int) -> int:
@@ -344,13 +341,9 @@ def check_search(config_path: Path, space: list[str], overrides: list[str], tria
     sets = [*overrides, *fixed]
     base = load(config_path, sets)
     direction = check_objective(objective, direction, base)
-    if sampler not in SAMPLERS:
-        raise ConfigError("--sampler", "", f"must be one of {', '.join(SAMPLERS)}; got "
-                                           f"{quote(sampler)}")
+    check_option("--sampler", OneOf(tuple(SAMPLERS)), sampler)
     seed_list = choose_seeds(base["train"]["seed"], repeats, seeds)
-    if not 1 <= trials <= MAX_TRIALS:
-        raise ConfigError("--trials", "", f"must be an integer in [1, {MAX_TRIALS}], got "
-                                          f"{trials}")
+    check_option("--trials", Interval(True, 1, MAX_TRIALS), trials)
     if trials * len(seed_list) > MAX_RUNS:
         raise ConfigError("--trials", "", f"{trials} trials x {len(seed_list)} seeds is more "
                                           f"than {MAX_RUNS} runs")
@@ -384,8 +377,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
     notice = notice or (lambda message: None)
     search, trials = check_search(config_path, space, overrides, trials, repeats, seeds,
                                   objective, direction, sampler, sampler_seed, notice)
-    if batch is not None and batch < 1:
-        raise ConfigError("--batch", "", f"must be an integer >= 1, got {batch}")
+    check_option("--batch", positive_int, batch)
     name = name or f"{search.base['name']}-tune"
     check_value("--name", "", "name", name)
     where, on_test = measured_on(objective, search.base)
