@@ -12,7 +12,7 @@ import sys
 import types
 
 __version__ = "0.1.0"
-__all__ = ["runs", "run", "sweep", "compare", "history", "__version__"]
+__all__ = ["runs", "run", "sweep", "compare", "history", "ConfigError", "__version__"]
 
 # `run` and `sweep` are also the modules run.py and sweep.py, which Python sets as this
 # package's attributes when they are imported. So those modules are made callable: the
@@ -49,6 +49,10 @@ class _Package(types.ModuleType):
 def __getattr__(name: str):
     if name in _COMMAND_MODULES:  # importing it sets it here, callable
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "ConfigError":  # what bad input raises, with the command line's error line
+        from circlereg.config import ConfigError
+
+        return ConfigError
     if name in __all__:
         from circlereg import api
 

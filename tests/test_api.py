@@ -3,6 +3,7 @@ training in the calling process (TensorFlow loaded once, programs traced once), 
 bytes as worker processes, and exceptions that carry the command line's error line."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -154,3 +155,24 @@ def test_a_notebook_loads_tensorflow_once_and_workers_write_the_same_bytes(tmp_p
     assert {"history.csv", "metrics.json", "config.yaml", "decision_boundary.png"} <= set(files)
     for name in files:
         assert comparable(here / name) == comparable(there / name), name
+
+
+@pytest.mark.parametrize("pyplot_first", [True, False])
+def test_training_here_keeps_the_callers_matplotlib_backend(pyplot_first):
+    """plots.py selects Agg for the command line; a notebook's backend (here svg, as a stand-in
+    for inline) stays its own, whether it drew before or after circlereg's figures load."""
+    code = textwrap.dedent(f"""
+        import sys
+        import matplotlib
+        if {pyplot_first}:
+            import matplotlib.pyplot
+        from circlereg import api
+        api._where(0, "local")
+        import matplotlib.pyplot as plt
+        print("circlereg.plots" in sys.modules, matplotlib.get_backend(),
+              type(plt.figure().canvas).__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "MPLBACKEND": "svg"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "svg", "FigureCanvasSVG"]
