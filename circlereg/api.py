@@ -61,8 +61,12 @@ def run(config: str | Path, *, set: str | Iterable[str] | Mapping | None = None,
     from circlereg import cli
 
     if repeats is None and seeds is None:
-        folder, _ = cli.train_run(config, _settings(set), seed, runs_dir, figures, resume,
-                                  quiet, workers or None, backend, address, retrain, programs)
+        folder, metrics = cli.train_run(config, _settings(set), seed, runs_dir, figures,
+                                        resume, quiet, workers or None, backend, address,
+                                        retrain, programs)
+        if metrics["diverged"]:  # the command's exit code 3; a sweep warns by itself
+            cli._notice(f"warning: the run diverged (training loss not finite by epoch "
+                        f"{metrics['epochs']})")
     else:
         folder, _ = cli.train_sweep("run", [config], [], _settings(set), seed, repeats,
                                     _seed_text(seeds), runs_dir, None, resume, figures, quiet,
@@ -195,18 +199,19 @@ def _final(metrics: dict) -> dict:
 
 
 def _where(workers: int | None, backend: str):
-    """The compiled programs to train on in this process (workers=0), else None: workers."""
+    """The compiled programs to train on in this process (workers=0), else None: workers.
+    Loads circlereg's figures first (`_keep_backend`)."""
     global _programs
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 0):
         raise ConfigError("workers", "", "must be an integer >= 0 (0: train in this "
                                          f"process) or None, got {workers!r}")
+    _keep_backend()  # the sweep's own figures are drawn here whatever trains its runs
     if workers != 0:
         return None
     if backend != "local":
         raise ConfigError("workers", "", f"0 trains in this process; with backend "
                                          f"{backend!r} give workers=N or None")
-    _keep_backend()
     from circlereg import cli
     from circlereg.worker import Programs
 

@@ -176,3 +176,13 @@ def test_training_here_keeps_the_callers_matplotlib_backend(pyplot_first):
                           text=True, timeout=120, env={**os.environ, "MPLBACKEND": "svg"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "svg", "FigureCanvasSVG"]
+
+
+def test_a_diverged_run_is_a_row_and_a_warning_not_an_exit(tmp_path, capsys):
+    """The command exits 3; the API returns the run, diverged, and warns on stderr."""
+    frame = circlereg.run(CONFIGS / "baseline.yaml", runs_dir=tmp_path, figures=False, set=[
+        "train.epochs=20", "data.n_samples=40", "data.n_train=12", "model.hidden=[8]",
+        "model.regularizers.0.target=kernel", "train.optimizer=sgd",
+        "train.learning_rate=1e30"])
+    assert frame.diverged.tolist() == [True] and frame.train_loss.isna().all()
+    assert "warning: the run diverged" in capsys.readouterr().err
