@@ -123,11 +123,12 @@ def _seed_override(seed: int | None) -> list[str]:
 
 
 def _executor(workers: int | None, chunk: int | None, backend: str, address: str | None,
-              runs_dir: Path):
+              runs_dir: Path, programs=...):
     """The one executor a command trains its plan on, and where it writes; both checked
     before anything trains. Its first worker process starts loading TensorFlow now, while
     the command builds its plan; the others start once the plan says how many it needs (a
-    3-run plan on a 64-core machine starts one, not 64)."""
+    3-run plan on a 64-core machine starts one, not 64). `programs`: train in this process
+    on these compiled programs; None: on workers; not given: PROGRAMS decides."""
     from circlereg.rundir import check_runs_dir
 
     check_runs_dir(runs_dir)
@@ -143,7 +144,7 @@ def _executor(workers: int | None, chunk: int | None, backend: str, address: str
     from circlereg.executor import Executor
 
     executor = Executor(workers=workers, backend=backend, address=address, chunk=chunk,
-                        programs=PROGRAMS)
+                        programs=PROGRAMS if programs is ... else programs)
     executor.start(1)
     return executor
 
@@ -183,27 +184,8 @@ def run(
                    run_figures, quiet, workers, None, backend, address, retrain=retrain)
         return
     try:
-        if resume:
-            raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
-        config = shipped.config_file(config)
-        resolved = load(config, (set_ or []) + _seed_override(seed))
-        executor = _executor(workers, None, backend, address, runs_dir)
-        from circlereg.run import run_one
-
-        def announce(replica_epochs: int) -> None:
-            _notice(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
-                    f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}")
-            progress.total(replica_epochs)
-
-        with executor, _progress(quiet) as progress:
-            path, metrics = run_one(resolved, runs_dir, str(config), figures=run_figures,
-                                    executor=executor, progress=progress.advance,
-                                    on_plan=announce, notice=_notice, retrain=retrain)
-        from circlereg.reuse import reused_from
-
-        if reused_from(path) is not None:
-            _notice(f"{resolved['name']}: seed {resolved['train']['seed']} is already trained "
-                    f"({reused_from(path)}): reused, not trained again (--retrain trains it)")
+        path, metrics = train_run(config, set_, seed, runs_dir, run_figures, resume, quiet,
+                                  workers, backend, address, retrain)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -216,6 +198,35 @@ def run(
         typer.echo(f"warning: the run diverged (training loss not finite by epoch "
                    f"{metrics['epochs']}); exit code {DIVERGED}", err=True)
         raise typer.Exit(DIVERGED)
+
+
+def train_run(config, set_, seed, runs_dir, run_figures, resume, quiet, workers, backend,
+              address, retrain, programs=...) -> tuple[Path, dict]:
+    """`circlereg run` without --repeats/--seeds, for the command and the Python API (api.py):
+    returns (the run directory, its metrics); raises ConfigError on bad input, OSError when it
+    cannot write."""
+    if resume:
+        raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
+    config = shipped.config_file(config)
+    resolved = load(config, (set_ or []) + _seed_override(seed))
+    executor = _executor(workers, None, backend, address, runs_dir, programs)
+    from circlereg.run import run_one
+
+    def announce(replica_epochs: int) -> None:
+        _notice(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
+                f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}")
+        progress.total(replica_epochs)
+
+    with executor, _progress(quiet) as progress:
+        path, metrics = run_one(resolved, runs_dir, str(config), figures=run_figures,
+                                executor=executor, progress=progress.advance,
+                                on_plan=announce, notice=_notice, retrain=retrain)
+    from circlereg.reuse import reused_from
+
+    if reused_from(path) is not None:
+        _notice(f"{resolved['name']}: seed {resolved['train']['seed']} is already trained "
+                f"({reused_from(path)}): reused, not trained again (--retrain trains it)")
+    return path, metrics
 
 
 @app.command()
@@ -255,35 +266,37 @@ def sweep(
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in
     batched graphs."""
+    try:
+        configs, axes = sweep_arguments(config, axes, spec)
+    except ConfigError as err:
+        fail(str(err))
+    _run_sweep("sweep", configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
+               run_figures, quiet, workers, chunk, backend, address, spec, retrain=retrain)
+
+
+def sweep_arguments(config: str | None, axes: list[str] | None, spec: Path | None
+                    ) -> tuple[list[Path], list[str]]:
+    """`sweep`'s arguments as (base configs, axes): with --spec every argument is an axis."""
     axes = axes or []
-    if spec is not None and config is not None:  # with --spec every argument is an axis
+    if spec is not None and config is not None:
         if "=" not in config:
-            fail(f"--spec: {config}: the spec names the base config; give no config "
-                 "argument with --spec (arguments with --spec are axes, key=values)")
-        axes = [config, *axes]
-    elif spec is None and config is None:
-        fail("sweep: give a base config (circlereg sweep CONFIG key=values ...) or --spec FILE")
-    _run_sweep("sweep", [] if config is None or spec is not None else [Path(config)], axes,
-               set_, seed, repeats, seeds, runs_dir, name, resume, run_figures, quiet, workers,
-               chunk, backend, address, spec, retrain=retrain)
+            raise ConfigError("--spec", config, "the spec names the base config; give no "
+                              "config argument with --spec (arguments with --spec are axes, "
+                              "key=values)")
+        return [], [config, *axes]
+    if spec is None and config is None:
+        raise ConfigError("sweep", "", "give a base config (circlereg sweep CONFIG "
+                                       "key=values ...) or --spec FILE")
+    return [] if config is None else [Path(config)], axes
 
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
                run_figures, quiet, workers, chunk, backend="local", address=None,
                spec_file=None, retrain=False) -> None:
-    from circlereg.spec import from_command_line
-    from circlereg.sweep import run_sweep
-
     try:
-        configs = [shipped.config_file(config) for config in configs]
-        spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
-                                 seeds, name, spec_file)
-        executor = _executor(workers, chunk, backend, address, runs_dir)
-        with executor, _progress(quiet) as progress:
-            folder, rows = run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
-                                     executor=executor, progress=progress.advance,
-                                     notice=_notice, on_plan=progress.total, retrain=retrain,
-                                     kind="repeats" if command == "run" else None)
+        folder, rows = train_sweep(command, configs, axes, set_, seed, repeats, seeds,
+                                   runs_dir, name, resume, run_figures, quiet, workers, chunk,
+                                   backend, address, spec_file, retrain)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -295,6 +308,26 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
     for line in format_table(rows):
         typer.echo(line)
     typer.echo(f"sweep: {folder}")
+
+
+def train_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
+                run_figures, quiet, workers, chunk, backend="local", address=None,
+                spec_file=None, retrain=False, programs=...) -> tuple[Path, list[dict]]:
+    """`circlereg sweep`, `compare` and `run --repeats/--seeds` (`command`), for the commands
+    and the Python API (api.py): returns (the folder, its summary rows); raises ConfigError
+    on bad input, OSError when it cannot write."""
+    from circlereg.spec import from_command_line
+    from circlereg.sweep import run_sweep
+
+    configs = [shipped.config_file(config) for config in configs]
+    spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
+                             seeds, name, spec_file)
+    executor = _executor(workers, chunk, backend, address, runs_dir, programs)
+    with executor, _progress(quiet) as progress:
+        return run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
+                         executor=executor, progress=progress.advance, notice=_notice,
+                         on_plan=progress.total, retrain=retrain,
+                         kind="repeats" if command == "run" else None)
 
 
 def format_table(rows: list[dict]) -> list[str]:
