@@ -84,6 +84,14 @@ BackendOption = Annotated[str, typer.Option(
     help="local (this machine) or ray (each task on a Ray actor; needs Ray, the ray extra).")]
 AddressOption = Annotated[str | None, typer.Option(
     help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
+ReferenceOption = Annotated[list[str] | None, typer.Option(
+    "--reference", help="The point every other is judged against: a point (p003), a compared "
+                        "config's name, or KEY=VALUE of a swept key (repeatable, each narrowing "
+                        "it). Default: compare's first config; a sweep's first point, or its 0 "
+                        "point on a strength axis that holds 0.")]
+MetricOption = Annotated[list[str] | None, typer.Option(
+    "--metric", help="Judge the points on this metric of metrics.json too, besides test "
+                     "accuracy (repeatable): e.g. test_loss, gap, zero_fraction.")]
 RetrainOption = Annotated[bool, typer.Option(
     help="Train every replica, even one already trained under --runs-dir (by default it is "
          "reused: its files placed in the new folder, never trained twice).")]
@@ -224,9 +232,11 @@ def sweep(
     backend: BackendOption = "local",
     address: AddressOption = None,
     retrain: RetrainOption = False,
+    reference: ReferenceOption = None,
+    metric: MetricOption = None,
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in
-    batched graphs."""
+    batched graphs. Every point is judged against a reference point, paired by seed."""
     axes = axes or []
     if spec is not None and config is not None:  # with --spec every argument is an axis
         if "=" not in config:
@@ -237,12 +247,13 @@ def sweep(
         fail("sweep: give a base config (circlereg sweep CONFIG key=values ...) or --spec FILE")
     _run_sweep("sweep", [] if config is None or spec is not None else [Path(config)], axes,
                set_, seed, repeats, seeds, runs_dir, name, resume, run_figures, quiet, workers,
-               chunk, backend, address, spec, retrain=retrain)
+               chunk, backend, address, spec, retrain=retrain, reference=reference,
+               metrics=metric)
 
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
                run_figures, quiet, workers, chunk, backend="local", address=None,
-               spec_file=None, retrain=False) -> None:
+               spec_file=None, retrain=False, reference=None, metrics=None) -> None:
     from circlereg.spec import from_command_line
     from circlereg.sweep import run_sweep
 
@@ -255,7 +266,8 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
             folder, rows = run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
                                      executor=executor, progress=progress.advance,
                                      notice=_notice, on_plan=progress.total, retrain=retrain,
-                                     kind="repeats" if command == "run" else None)
+                                     kind="repeats" if command == "run" else None,
+                                     reference=reference, metrics=metrics)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -270,9 +282,12 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
 
 
 def format_table(rows: list[dict]) -> list[str]:
-    """Summary rows as an aligned table: the point, its swept values (each headed by the
-    shortest unambiguous end of its key), the finished seeds, and train and test accuracy as
-    mean ± standard deviation over them; a `diverged` column only when a run diverged.
+    """Summary rows as an aligned table (report.summary_cells: the point, its swept values,
+    n, train and test accuracy as mean ± sd, each compared metric's paired difference from
+    the reference with its 95% CI, Holm-corrected p and verdict), then a line saying what the
+    comparison columns are.
+
+    A summary written before comparisons existed prints without their columns:
 
     >>> print("\\n".join(format_table([
     ...     {"point": "p000", "model.regularizers.0.l1": 1e-06, "n": 10, "n_diverged": 0,
@@ -285,41 +300,12 @@ def format_table(rows: list[dict]) -> list[str]:
     p000       1e-06  10  1.000 ± 0.000      0.780 ± 0.012
     p001   0.0003162  10  0.967 ± 0.000      0.791 ± 0.035
     """
-    from circlereg.sweep import STATISTICS, SUMMARY_FIXED
+    import textwrap
 
-    keys = [k for k in rows[0] if k not in SUMMARY_FIXED
-            and not k.startswith(tuple(f"{s}_" for s in STATISTICS))]
-    header = ["point", *_short_names(keys), "n", "train (mean ± sd)", "test (mean ± sd)"]
-    body = [[row["point"], *(_cell(row[k]) for k in keys), str(row["n"]),
-             _spread(row, "train_accuracy"), _spread(row, "test_accuracy")] for row in rows]
-    if any(row["n_diverged"] for row in rows):
-        header.append("diverged")
-        body = [cells + [str(row["n_diverged"])] for cells, row in zip(body, rows)]
-    numeric = [False, *(all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool)
-                            for r in rows) for k in keys), True,
-               False, False, True]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    return ["  ".join(cell.rjust(w) if right else cell.ljust(w)
-                      for cell, w, right in zip(line, widths, numeric)).rstrip()
-            for line in [header, *body]]
+    from circlereg.report import aligned, comparison_note, summary_cells
 
-
-def _short_names(keys: list[str]) -> list[str]:
-    """The shortest dotted ends that tell the keys apart: model.dropout.0.rate -> rate."""
-    for depth in range(1, max((k.count(".") + 1 for k in keys), default=1) + 1):
-        names = [".".join(k.split(".")[-depth:]) for k in keys]
-        if len(set(names)) == len(names):
-            return names
-    return keys
-
-
-def _cell(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _spread(row: dict, statistic: str) -> str:
-    mean, std = row[f"{statistic}_mean"], row[f"{statistic}_std"]
-    return "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"  # no finished run: NaN
+    note = comparison_note(rows)
+    return aligned(*summary_cells(rows)) + (textwrap.wrap(note, 100) if note else [])
 
 
 @app.command()
@@ -340,11 +326,15 @@ def compare(
     backend: BackendOption = "local",
     address: AddressOption = None,
     retrain: RetrainOption = False,
+    reference: ReferenceOption = None,
+    metric: MetricOption = None,
 ) -> None:
     """Train several configs with the same seeds and compare their final accuracies (a sweep
-    whose grid points are the configs)."""
+    whose grid points are the configs), each judged against the first config, paired by
+    seed."""
     _run_sweep("compare", configs, [], set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend, address, retrain=retrain)
+               run_figures, quiet, workers, chunk, backend, address, retrain=retrain,
+               reference=reference, metrics=metric)
 
 
 class _Bar:
@@ -471,8 +461,10 @@ def _list_each_run(runs_dir: Path) -> None:
         fail(str(err))
     if not rows:
         _notice(f"no complete run under {runs_dir}")
+    from circlereg.report import cell
+
     for row in rows:
-        params = ", ".join(f"{k}={_cell(v)}" for k, v in json.loads(row["params"]).items())
+        params = ", ".join(f"{k}={cell(v)}" for k, v in json.loads(row["params"]).items())
         where = " ".join(x for x in (row["kind"], row["point"] or "", params) if x)
         test = "-" if row["test_accuracy"] is None else f"{row['test_accuracy']:.3f}"
         train = "-" if row["train_accuracy"] is None else f"{row['train_accuracy']:.3f}"
