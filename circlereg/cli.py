@@ -300,12 +300,9 @@ def format_table(rows: list[dict]) -> list[str]:
     p000       1e-06  10  1.000 ± 0.000      0.780 ± 0.012
     p001   0.0003162  10  0.967 ± 0.000      0.791 ± 0.035
     """
-    import textwrap
+    from circlereg.report import summary_table
 
-    from circlereg.report import aligned, comparison_note, summary_cells
-
-    note = comparison_note(rows)
-    return aligned(*summary_cells(rows)) + (textwrap.wrap(note, 100) if note else [])
+    return summary_table(rows)
 
 
 @app.command()
@@ -471,6 +468,40 @@ def _list_each_run(runs_dir: Path) -> None:
         reused = f"  (reused from {row['reused_from']})" if row["reused_from"] else ""
         typer.echo(f"{Path(runs_dir) / row['folder']}  {where}  seed {row['seed']}  "
                    f"train {train}  test {test}{reused}")
+
+
+@app.command()
+def show(
+    path: Annotated[Path, typer.Argument(help="A run or collection folder (sweep, comparison, "
+                                              "repeats, tune, reproduction).")],
+) -> None:
+    """What a run or collection is: its kind, the command that made it, what it varies, its
+    summary table and where its runs came from (trained or reused)."""
+    from circlereg.show import show as describe
+
+    try:
+        lines = describe(path)
+    except ConfigError as err:
+        fail(str(err))
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="A run or collection folder.")],
+    b: Annotated[Path, typer.Argument(help="Another of the same sort (run or collection).")],
+) -> None:
+    """The config keys and metrics that differ between two runs or two collections (points
+    paired by what they vary)."""
+    from circlereg.show import diff as differences
+
+    try:
+        lines = differences(a, b)
+    except ConfigError as err:
+        fail(str(err))
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()

@@ -112,6 +112,15 @@ def aligned(header: list[str], body: list[list[str]], numeric: list[bool]) -> li
             for line in [header, *body]]
 
 
+def summary_table(rows: list[dict]) -> list[str]:
+    """The summary as the terminal shows it: aligned columns, then what the comparison
+    columns are, wrapped at 100 characters."""
+    import textwrap
+
+    note = comparison_note(rows)
+    return aligned(*summary_cells(rows)) + (textwrap.wrap(note, 100) if note else [])
+
+
 def comparison_note(rows: list[dict]) -> str | None:
     """What the comparison columns are, in one line; None when the rows have none."""
     compared = [k.removesuffix("_verdict") for k in rows[0] if k.endswith("_verdict")]
