@@ -393,10 +393,11 @@ METRICS = ("test_accuracy", "train_accuracy", "gap", "test_loss", "train_loss",
 def compare_points(rows: list[dict], finished: list[list[dict]], reference: int,
                    compared: tuple[str, ...]) -> None:
     """Add to each row its paired comparison with the row at `reference` on each compared
-    metric (stats.against_reference): `n_shared`, then M_diff ... M_verdict."""
+    metric (stats.against_reference): `n_shared`, then M_diff ... M_verdict. A lone point
+    (`run --repeats`) has nothing to be compared with."""
     from circlereg.stats import against_reference
 
-    for metric in compared:
+    for metric in compared if len(rows) > 1 else ():
         values = [{m["seed"]: metric_value(m, metric) for m in metrics if not m["diverged"]}
                   for metrics in finished]
         for row, judged in zip(rows, against_reference(values, reference, metric)):
