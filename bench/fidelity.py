@@ -35,6 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from circlereg.stats import holm  # noqa: E402  (after the path that finds circlereg)
+
 CONFIGS = ("baseline", "dropout", "batchnorm")
 SHUFFLES = ("each_epoch", "once")
 ENGINES = ("compiled", "fit")
@@ -44,20 +46,6 @@ METRICS = ("train_loss", "test_loss", "test_accuracy")
 SHAPE = ["data.n_samples=2100", "data.n_train=2000", "train.batch_size=32", "train.epochs=10"]
 ALPHA = 0.01
 SD_RATIO = (0.7, 1.4)
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the order given.
-
-    >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
-    [0.03, 0.06, 0.06]
-    """
-    order = np.argsort(p_values)
-    m, adjusted, running = len(p_values), [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def plan(seeds: dict[str, int]) -> list[dict]:

@@ -112,6 +112,14 @@ BackendOption = Annotated[str, typer.Option(
 AddressOption = Annotated[str | None, typer.Option(
     metavar="HOST:PORT",
     help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
+ReferenceOption = Annotated[list[str] | None, typer.Option(
+    "--reference", help="The point every other is judged against: a point (p003), a compared "
+                        "config's name, or KEY=VALUE of a swept key (repeatable, each narrowing "
+                        "it). Default: compare's first config; a sweep's first point, or its 0 "
+                        "point on a strength axis that holds 0.")]
+MetricOption = Annotated[list[str] | None, typer.Option(
+    "--metric", help="Judge the points on this metric of metrics.json too, besides test "
+                     "accuracy (repeatable): e.g. test_loss, gap, zero_fraction.")]
 RetrainOption = Annotated[bool, typer.Option(
     help="Train every replica, even one already trained under --runs-dir (by default it is "
          "reused: its files placed in the new folder, never trained twice).")]
@@ -263,15 +271,18 @@ def sweep(
     backend: BackendOption = "local",
     address: AddressOption = None,
     retrain: RetrainOption = False,
+    reference: ReferenceOption = None,
+    metric: MetricOption = None,
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in
-    batched graphs."""
+    batched graphs. Every point is judged against a reference point, paired by seed."""
     try:
         configs, axes = sweep_arguments(config, axes, spec)
     except ConfigError as err:
         fail(str(err))
     _run_sweep("sweep", configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend, address, spec, retrain=retrain)
+               run_figures, quiet, workers, chunk, backend, address, spec, retrain=retrain,
+               reference=reference, metrics=metric)
 
 
 def sweep_arguments(config: str | None, axes: list[str] | None, spec: Path | None
@@ -292,11 +303,12 @@ def sweep_arguments(config: str | None, axes: list[str] | None, spec: Path | Non
 
 def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
                run_figures, quiet, workers, chunk, backend="local", address=None,
-               spec_file=None, retrain=False) -> None:
+               spec_file=None, retrain=False, reference=None, metrics=None) -> None:
     try:
         folder, rows = train_sweep(command, configs, axes, set_, seed, repeats, seeds,
                                    runs_dir, name, resume, run_figures, quiet, workers, chunk,
-                                   backend, address, spec_file, retrain)
+                                   backend, address, spec_file, retrain,
+                                   reference=reference, metrics=metrics)
     except ConfigError as err:
         fail(str(err))
     except OSError as err:
@@ -312,7 +324,8 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
 
 def train_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
                 run_figures, quiet, workers, chunk, backend="local", address=None,
-                spec_file=None, retrain=False, programs=...) -> tuple[Path, list[dict]]:
+                spec_file=None, retrain=False, programs=..., reference=None, metrics=None
+                ) -> tuple[Path, list[dict]]:
     """`circlereg sweep`, `compare` and `run --repeats/--seeds` (`command`), for the commands
     and the Python API (api.py): returns (the folder, its summary rows); raises ConfigError
     on bad input, OSError when it cannot write."""
@@ -327,13 +340,17 @@ def train_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, na
         return run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
                          executor=executor, progress=progress.advance, notice=_notice,
                          on_plan=progress.total, retrain=retrain,
-                         kind="repeats" if command == "run" else None)
+                         kind="repeats" if command == "run" else None, reference=reference,
+                         metrics=metrics)
 
 
 def format_table(rows: list[dict]) -> list[str]:
-    """Summary rows as an aligned table: the point, its swept values (each headed by the
-    shortest unambiguous end of its key), the finished seeds, and train and test accuracy as
-    mean ± standard deviation over them; a `diverged` column only when a run diverged.
+    """Summary rows as an aligned table (report.summary_cells: the point, its swept values,
+    n, train and test accuracy as mean ± sd, each compared metric's paired difference from
+    the reference with its 95% CI, Holm-corrected p and verdict), then a line saying what the
+    comparison columns are.
+
+    A summary written before comparisons existed prints without their columns:
 
     >>> print("\\n".join(format_table([
     ...     {"point": "p000", "model.regularizers.0.l1": 1e-06, "n": 10, "n_diverged": 0,
@@ -346,41 +363,9 @@ def format_table(rows: list[dict]) -> list[str]:
     p000       1e-06  10  1.000 ± 0.000      0.780 ± 0.012
     p001   0.0003162  10  0.967 ± 0.000      0.791 ± 0.035
     """
-    from circlereg.sweep import STATISTICS, SUMMARY_FIXED
+    from circlereg.report import summary_table
 
-    keys = [k for k in rows[0] if k not in SUMMARY_FIXED
-            and not k.startswith(tuple(f"{s}_" for s in STATISTICS))]
-    header = ["point", *_short_names(keys), "n", "train (mean ± sd)", "test (mean ± sd)"]
-    body = [[row["point"], *(_cell(row[k]) for k in keys), str(row["n"]),
-             _spread(row, "train_accuracy"), _spread(row, "test_accuracy")] for row in rows]
-    if any(row["n_diverged"] for row in rows):
-        header.append("diverged")
-        body = [cells + [str(row["n_diverged"])] for cells, row in zip(body, rows)]
-    numeric = [False, *(all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool)
-                            for r in rows) for k in keys), True,
-               False, False, True]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    return ["  ".join(cell.rjust(w) if right else cell.ljust(w)
-                      for cell, w, right in zip(line, widths, numeric)).rstrip()
-            for line in [header, *body]]
-
-
-def _short_names(keys: list[str]) -> list[str]:
-    """The shortest dotted ends that tell the keys apart: model.dropout.0.rate -> rate."""
-    for depth in range(1, max((k.count(".") + 1 for k in keys), default=1) + 1):
-        names = [".".join(k.split(".")[-depth:]) for k in keys]
-        if len(set(names)) == len(names):
-            return names
-    return keys
-
-
-def _cell(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _spread(row: dict, statistic: str) -> str:
-    mean, std = row[f"{statistic}_mean"], row[f"{statistic}_std"]
-    return "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"  # no finished run: NaN
+    return summary_table(rows)
 
 
 @app.command()
@@ -402,11 +387,15 @@ def compare(
     backend: BackendOption = "local",
     address: AddressOption = None,
     retrain: RetrainOption = False,
+    reference: ReferenceOption = None,
+    metric: MetricOption = None,
 ) -> None:
     """Train several configs with the same seeds and compare their final accuracies (a sweep
-    whose grid points are the configs)."""
+    whose grid points are the configs), each judged against the first config, paired by
+    seed."""
     _run_sweep("compare", configs, [], set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend, address, retrain=retrain)
+               run_figures, quiet, workers, chunk, backend, address, retrain=retrain,
+               reference=reference, metrics=metric)
 
 
 class _Bar:
@@ -537,14 +526,50 @@ def _list_each_run(runs_dir: Path) -> None:
         fail(str(err))
     if not rows:
         _notice(f"no complete run under {runs_dir}")
+    from circlereg.report import cell
+
     for row in rows:
-        params = ", ".join(f"{k}={_cell(v)}" for k, v in json.loads(row["params"]).items())
+        params = ", ".join(f"{k}={cell(v)}" for k, v in json.loads(row["params"]).items())
         where = " ".join(x for x in (row["kind"], row["point"] or "", params) if x)
         test = "-" if row["test_accuracy"] is None else f"{row['test_accuracy']:.3f}"
         train = "-" if row["train_accuracy"] is None else f"{row['train_accuracy']:.3f}"
         reused = f"  (reused from {row['reused_from']})" if row["reused_from"] else ""
         typer.echo(f"{Path(runs_dir) / row['folder']}  {where}  seed {row['seed']}  "
                    f"train {train}  test {test}{reused}")
+
+
+@app.command()
+def show(
+    path: Annotated[Path, typer.Argument(help="A run or collection folder (sweep, comparison, "
+                                              "repeats, tune, reproduction).")],
+) -> None:
+    """What a run or collection is: its kind, the command that made it, what it varies, its
+    summary table and where its runs came from (trained or reused)."""
+    from circlereg.show import show as describe
+
+    try:
+        lines = describe(path)
+    except ConfigError as err:
+        fail(str(err))
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="A run or collection folder.")],
+    b: Annotated[Path, typer.Argument(help="Another of the same sort (run or collection).")],
+) -> None:
+    """The config keys and metrics that differ between two runs or two collections (points
+    paired by what they vary)."""
+    from circlereg.show import diff as differences
+
+    try:
+        lines = differences(a, b)
+    except ConfigError as err:
+        fail(str(err))
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()

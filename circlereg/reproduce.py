@@ -16,7 +16,6 @@ does not reproduce under today's convention.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
@@ -192,9 +191,7 @@ def _values(measurement: dict, metric: str) -> np.ndarray:
 
 def judge(spec: dict, measured: dict) -> dict:
     """Figures and claims with their verdicts, for every convention."""
-    from scipy import stats
-
-    from circlereg.sweep import statistics
+    from circlereg.stats import summary
 
     figures, claims = [], []
     for convention, models in measured.items():
@@ -203,13 +200,13 @@ def judge(spec: dict, measured: dict) -> dict:
                         "test_accuracy": model["config"]["data"]["n_samples"]
                         - model["config"]["data"]["n_train"]}
             for metric in FIGURES:
-                summary = statistics(_values(models[name], metric))
+                spread = summary(_values(models[name], metric))
                 row = {"convention": convention, "model": name, "metric": metric,
-                       "published": model["published"].get(metric), **summary,
-                       "measured_percent": math.floor(summary["mean"] * 100 + 1e-9)}
+                       "published": model["published"].get(metric), **spread,
+                       "measured_percent": math.floor(spread["mean"] * 100 + 1e-9)}
                 if row["published"] is not None:
                     widen = spec["tolerance_points"] / n_points[metric]
-                    low, high = summary["ci95_low"] - widen, summary["ci95_high"] + widen
+                    low, high = spread["ci95_low"] - widen, spread["ci95_high"] + widen
                     # a truncated percentage p stands for [p, p+1) percent
                     published_low = row["published"] / 100
                     published_high = min((row["published"] + 1) / 100, 1.0)
@@ -219,14 +216,16 @@ def judge(spec: dict, measured: dict) -> dict:
                 figures.append(row)
         for claim in spec["claims"]:
             claims.append({"convention": convention, **claim,
-                           **_claim(claim, models, spec, stats)})
+                           **_claim(claim, models, spec)})
     verdicts = [r["verdict"] for r in figures if r["convention"] == CHECKED and "verdict" in r]
     verdicts += [c["verdict"] for c in claims if c["convention"] == CHECKED]
     return {"figures": figures, "claims": claims,
             "reproduces": all(v == "reproduces" for v in verdicts)}
 
 
-def _claim(claim: dict, models: dict, spec: dict, stats) -> dict:
+def _claim(claim: dict, models: dict, spec: dict) -> dict:
+    from circlereg.stats import mann_whitney_greater, wilcoxon_greater
+
     alpha = spec["alpha"]
     if claim["test"] == "overfits":
         model = models[claim["model"]]
@@ -235,8 +234,7 @@ def _claim(claim: dict, models: dict, spec: dict, stats) -> dict:
         mean_curve = np.nanmean(model["curves"]["val_accuracy"], axis=0)
         peak_epoch = int(np.argmax(mean_curve)) + 1
         drop = peak - final
-        p = 1.0 if np.all(drop == 0) else \
-            float(stats.wilcoxon(peak, final, alternative="greater").pvalue)
+        p = wilcoxon_greater(peak, final)
         holds = p < alpha and peak_epoch <= 0.75 * len(mean_curve)
         return {"statement": f"{claim['model']} overfits: mean test accuracy peaks at epoch "
                              f"{peak_epoch} of {len(mean_curve)} and ends "
@@ -244,7 +242,7 @@ def _claim(claim: dict, models: dict, spec: dict, stats) -> dict:
                 "p_value": p, "verdict": "reproduces" if holds else "differs"}
     a = _values(models[claim["model"]], claim["metric"])
     b = _values(models[claim["than"]], claim["metric"])
-    p = float(stats.mannwhitneyu(a, b, alternative="greater").pvalue)
+    p = mann_whitney_greater(a, b)
     if claim["test"] == "greater":
         holds, word = p < alpha, "exceeds"
     else:
@@ -254,8 +252,14 @@ def _claim(claim: dict, models: dict, spec: dict, stats) -> dict:
             "p_value": p, "verdict": "reproduces" if holds else "differs"}
 
 
-def report_markdown(spec: dict, verdict: dict, environment: dict, seconds: float) -> str:
+def report_markdown(spec: dict, verdict: dict, environment: dict, seconds: float,
+                    found=None, figures: list[str] = ()) -> list[str]:
+    """reproduction.md's lines: the command (of the manifest `found`), the figures and
+    claims with their verdicts per convention, the sparsity, the figures, the environment."""
+    from circlereg.report import command, software
+
     lines = [f"# Reproduction: {spec['name']}", "",
+             *([f"Command: {command(found)}", ""] if found is not None else []),
              f"{spec['seeds']} seeds per model, {spec['epochs']} epochs; published figures are "
              f"percent, truncated; a figure reproduces when it lies in the 95% CI widened by "
              f"{spec['tolerance_points']} point(s). Claims: one-sided tests at alpha = "
@@ -283,16 +287,16 @@ def report_markdown(spec: dict, verdict: dict, environment: dict, seconds: float
     for row in verdict["sparsity"]:
         lines.append(f"| {row['convention']} | {row['model']} | "
                      f"{row['mean_activation']:.4f} | {row['zero_fraction']:.3f} |")
+    if figures:
+        lines += ["", "## Figures", "", *figures]
     lines += ["", "## Environment", "",
-              f"TensorFlow {environment['tensorflow']}, Keras {environment['keras']}, "
-              f"NumPy {environment['numpy']}, scikit-learn {environment['scikit_learn']}, "
-              f"Python {environment['python']}. The installed Keras adds activity penalties "
+              f"{software(environment)}. The installed Keras adds activity penalties "
               f"as a batch `{environment['keras_activity_penalty']}`; circlereg compensates. "
               f"A seeded model.fit there shuffles "
               f"`{environment['keras_seeded_fit_shuffle']}`; every run here shuffles as its "
               f"train.shuffle says. "
               f"Wall time {seconds:.0f} s.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def sparsity(spec: dict, measured: dict) -> list[dict]:
@@ -306,10 +310,9 @@ def sparsity(spec: dict, measured: dict) -> list[dict]:
 
 def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, environment: dict,
                  seconds: float) -> None:
-    from circlereg import plots
+    from circlereg import plots, report
     from circlereg.rundir import write_json
 
-    (folder / "reproduction.md").write_text(report_markdown(spec, verdict, environment, seconds))
     public_spec = {**spec, "models": {n: {"config": m["config_path"], "published": m["published"]}
                                       for n, m in spec["models"].items()}}
     write_json(folder / "reproduction.json", {"spec": public_spec, **verdict,
@@ -320,6 +323,10 @@ def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, enviro
     plots.final_bars(verdict["figures"], list(spec["models"]), CONVENTIONS,
                      folder / "final_accuracy.png",
                      f"reproduce-{spec['name']}: final accuracy over {spec['seeds']} seeds")
+    # Last: a folder with reproduction.md holds the whole report (`circlereg list`).
+    report.write(folder / "reproduction.md",
+                 report_markdown(spec, verdict, environment, seconds, manifest.read(folder),
+                                 report.figure_links(folder)))
 
 
 def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
@@ -332,6 +339,7 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     import time
 
     from circlereg import rundir
+    from circlereg.report import run_environment
     start = time.perf_counter()
     # Named by what it trains (the resolved model configs and seeds), not by the spec's paths.
     digest = config_hash({"models": {n: m["config"] for n, m in spec["models"].items()},
@@ -346,18 +354,9 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     measured = measure(work, placed, executor, progress, on_plan, notice)
     verdict = judge(spec, measured)
     verdict["sparsity"] = sparsity(spec, measured)
-    environment = shared_environment(work.replicas[0].destination)
+    environment = run_environment(work.replicas[0].destination)
     write_report(folder, spec, measured, verdict, environment, time.perf_counter() - start)
     return folder, verdict
-
-
-def shared_environment(run: Path) -> dict:
-    """What every run of the reproduction shares (versions, machine, the installed Keras'
-    conventions), from a run's environment.json: its workers probed them, so this process
-    loads no TensorFlow for it. (Every replica has the same identity facts, reused or not.)"""
-    environment = json.loads((Path(run) / "environment.json").read_text())
-    return {k: v for k, v in environment.items()
-            if k not in ("config_source", "git", "execution")}
 
 
 def reproduction_manifest(spec: dict, work, folder: Path):

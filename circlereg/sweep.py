@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ from circlereg.spec import Base, SweepSpec, axis_values, split_axis
 
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
 SUMMARY_FIXED = ("point", "n", "n_diverged", "n_missing")  # besides params and statistics
+# Axes whose 0 is "no regularization": a sweep including it is judged against that point.
+STRENGTH = re.compile(r"model\.(regularizers\.\d+\.(l1|l2)|dropout\.\d+\.rate|"
+                      r"noise\.\d+\.stddev)")
 MAX_REPEATS = 100_000
 
 
@@ -197,8 +201,12 @@ def flatten(value, prefix: str = "") -> dict:
 def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures: bool = True,
               executor=None, progress=None, notice: Callable[[str], None] | None = None,
               on_plan: Callable[[int], None] | None = None, retrain: bool = False,
-              kind: str | None = None) -> tuple[Path, list[dict]]:
+              kind: str | None = None, reference: list[str] | None = None,
+              metrics: list[str] | None = None) -> tuple[Path, list[dict]]:
     """Train every grid point (of every base config) and seed; returns (sweep folder, rows).
+
+    Every point is judged against the `reference` point (choose_reference) on test accuracy
+    and each of `metrics` (compare_points); the rows, summary.csv/json and report.md carry it.
 
     Each point trains with the spec's seeds, or `repeats` seeds from its own train.seed
     (swept or not), or its train.seed alone. Replicas already trained under `runs_dir` are
@@ -225,6 +233,8 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     if runs > MAX_RUNS:
         raise ConfigError("sweep", "", f"{runs} runs; at most {MAX_RUNS}")
     keys = list(points[0].params)  # `config` first when several configs are compared
+    against = choose_reference(points, reference or [])
+    compared = check_metrics(metrics or [])
     base = points[0].config
     name = spec.name or (f"{base['name']}-sweep" if len(spec.bases) == 1 else "compare")
     check_value("--name", "", "name", name)
@@ -258,13 +268,58 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
             # Not while the warm-up still imports them: a plan all reused ends at once, and
             # two threads importing matplotlib at the same time break it.
             warming.join()
-            rows = write_summary(folder, points)
+            rows = write_summary(folder, points, against, compared)
     plot_sweep(folder, points, keys, rows, trained)
+    from circlereg import report
+
+    report.write_collection(folder)
     diverged = sum(row["n_diverged"] for row in rows)
     if diverged:
         notice(f"warning: {diverged} of {len(replicas)} runs diverged (training loss not "
                "finite); they are counted in n_diverged and left out of the statistics")
     return folder, rows
+
+
+def choose_reference(points: list[Point], given: list[str]) -> int:
+    """The index of the point the others are judged against: the one `given` names (a point
+    folder such as p003, a compared config's name, or KEY=VALUE of swept keys, each narrowing
+    the choice); by default the first point that is 0 on every strength axis (STRENGTH)
+    holding 0, else the first point. A ConfigError naming --reference when `given` names no
+    point or several."""
+    from circlereg.grammar import parse_value
+
+    if not given:
+        zero_axes = [k for k in points[0].params if STRENGTH.fullmatch(k)
+                     and any(p.params[k] == 0 for p in points)]
+        return next((p.index for p in points if zero_axes
+                     and all(p.params[k] == 0 for k in zero_axes)), 0)
+    matching = list(points)
+    for text in given:
+        if "=" in text:
+            key, _, value = text.partition("=")
+            if key not in points[0].params:
+                swept = ", ".join(points[0].params) or "none"
+                raise ConfigError("--reference", key, f"is not swept (swept: {swept}); give "
+                                  "KEY=VALUE of a swept key, a point (p000) or a config name")
+            wanted = format_value(parse_value(value))
+            matching = [p for p in matching if format_value(p.params[key]) == wanted]
+        else:
+            matching = [p for p in matching if text in (p.folder, p.params.get("config"))]
+    if len(matching) != 1:
+        found = (f"matches {len(matching)} points ({', '.join(p.folder for p in matching)}); "
+                 "add KEY=VALUE of another swept key") if matching else \
+            f"matches no point (points p000-{points[-1].folder})"
+        raise ConfigError("--reference", "", f"{quote(' '.join(given))} {found}")
+    return matching[0].index
+
+
+def check_metrics(names: list[str]) -> tuple[str, ...]:
+    """The metrics points are compared on: test accuracy, then each --metric once."""
+    for name in names:
+        if name not in METRICS:
+            raise ConfigError("--metric", "", f"must be one of {', '.join(METRICS)}; got "
+                                              f"{quote(name)}")
+    return tuple(dict.fromkeys(["test_accuracy", *names]))
 
 
 def sweep_manifest(kind: str, document: str, points: list[Point], what: dict
@@ -301,53 +356,81 @@ def _without_point(entry) -> dict | object:
     return {k: v for k, v in entry.items() if k != "point"} if isinstance(entry, dict) else entry
 
 
-def statistics(values: list[float]) -> dict:
-    from scipy.special import stdtrit  # what scipy.stats.t.ppf calls, for a third the import
+def summarize_point(point: Point, metrics: list[dict], extra: tuple[str, ...] = ()) -> dict:
+    """A point's summary row: its params, then the statistics of STATISTICS and of `extra`
+    metrics over its finished seeds that did not diverge."""
+    from circlereg.stats import summary
 
-    data = np.asarray(values, dtype=float)
-    n = len(data)
-    if n == 0:
-        return {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan,
-                "ci95_low": math.nan, "ci95_high": math.nan}
-    mean = float(data.mean())
-    std = float(data.std(ddof=1)) if n > 1 else 0.0
-    half = float(stdtrit(n - 1, 0.975) * std / math.sqrt(n)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "min": float(data.min()), "max": float(data.max()),
-            "ci95_low": mean - half, "ci95_high": mean + half}
-
-
-def summarize_point(point: Point, metrics: list[dict]) -> dict:
     finite = [m for m in metrics if not m["diverged"]]
     row = {"point": point.folder, **point.params, "n": len(finite),
            "n_diverged": len(metrics) - len(finite),
            "n_missing": len(point.seeds) - len(metrics)}
-    for statistic in STATISTICS:
-        values = [_metric(m, statistic) for m in finite]
+    for statistic in (*STATISTICS, *(m for m in extra if m not in STATISTICS)):
+        values = [metric_value(m, statistic) for m in finite]
         # 6 decimals (accuracy moves in steps of 1/70): a resumed sweep, whose replicas may
         # batch differently, writes the same summary as one that ran straight through.
-        row.update({f"{statistic}_{k}": round(v, 6) for k, v in statistics(values).items()})
+        row.update({f"{statistic}_{k}": round(v, 6) for k, v in summary(values).items()})
     return row
 
 
-def _metric(metrics: dict, statistic: str) -> float:
-    if statistic in ("zero_fraction", "mean_activation"):  # averaged over hidden layers
-        return float(np.mean([layer[statistic] for layer in metrics["hidden_layers"]]))
-    return metrics[statistic]
+def metric_value(metrics: dict, name: str) -> float:
+    """A metric of a run's metrics.json; zero_fraction and mean_activation averaged over the
+    hidden layers; NaN when the run has none of that name."""
+    if name in ("zero_fraction", "mean_activation"):
+        return float(np.mean([layer[name] for layer in metrics["hidden_layers"]]))
+    value = metrics.get(name)
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def write_summary(folder: Path, points: list[Point]) -> list[dict]:
-    """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through).
+# What a comparison column holds, for each compared metric M: M_diff, M_diff_ci95_low, ...
+COMPARED = ("diff", "diff_ci95_low", "diff_ci95_high", "p", "p_holm", "verdict")
+# Metrics --metric may name: metrics.json's numbers that depend on config and seed alone.
+METRICS = ("test_accuracy", "train_accuracy", "gap", "test_loss", "train_loss",
+           "val_accuracy", "val_loss", "best_test_accuracy", "best_test_epoch",
+           "best_val_accuracy", "best_val_epoch", "epochs", "zero_fraction", "mean_activation")
+
+
+def compare_points(rows: list[dict], finished: list[list[dict]], reference: int,
+                   compared: tuple[str, ...]) -> None:
+    """Add to each row its paired comparison with the row at `reference` on each compared
+    metric (stats.against_reference): `n_shared`, then M_diff ... M_verdict. A lone point
+    (`run --repeats`) has nothing to be compared with."""
+    from circlereg.stats import against_reference
+
+    for metric in compared if len(rows) > 1 else ():
+        values = [{m["seed"]: metric_value(m, metric) for m in metrics if not m["diverged"]}
+                  for metrics in finished]
+        for row, judged in zip(rows, against_reference(values, reference, metric)):
+            row["n_shared"] = judged["n_shared"]
+            for column in COMPARED:
+                value = judged[column]
+                if isinstance(value, float) and math.isfinite(value):
+                    value = float(f"{value:.6g}") if column.startswith("p") else round(value, 6)
+                row[f"{metric}_{column}"] = value
+
+
+def write_summary(folder: Path, points: list[Point], reference: int = 0,
+                  compared: tuple[str, ...] = ("test_accuracy",)) -> list[dict]:
+    """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through),
+    each point judged against the point at index `reference` on the `compared` metrics.
     summary.json says whether every planned run is there (`status`); so do the `n_missing`
     columns."""
+    from circlereg import stats
     from circlereg.rundir import strict
 
-    rows = [summarize_point(point, point_metrics(folder, point)) for point in points]
+    finished = [point_metrics(folder, point) for point in points]
+    rows = [summarize_point(point, metrics, compared)
+            for point, metrics in zip(points, finished)]
+    compare_points(rows, finished, reference, compared)
     missing = sum(row["n_missing"] for row in rows)
     planned = sum(len(p.seeds) for p in points)
     write_csv(folder / "summary.csv", list(rows[0]), rows)
     atomic_write(folder / "summary.json", json.dumps(strict({
         "status": "incomplete" if missing else "complete", "runs_planned": planned,
-        "runs_finished": planned - missing, "points": rows}), indent=2) + "\n")
+        "runs_finished": planned - missing, "reference": points[reference].folder,
+        "compared": list(compared), "test": stats.TEST, "correction": "holm",
+        "alpha": stats.ALPHA, "min_shared_seeds": stats.MIN_SHARED, "points": rows}),
+        indent=2) + "\n")
     return rows
 
 

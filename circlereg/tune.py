@@ -686,11 +686,15 @@ def _trial_cell(value) -> str:
 def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, where: str,
             on_test: bool, trials: int, sampler_seconds: float) -> Tune:
     """tune.md and best.yaml (the best trial's resolved config, for `circlereg run`)."""
+    from circlereg import manifest, report
+
+    found = manifest.read(folder)
     objective, dimensions = search.objective, search.dimensions
     finished = [r for r in rows if r["state"] in ("COMPLETE", "FAIL")]
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     status = "complete" if len(finished) >= trials else "incomplete"
     lines = [f"# Tune {spec['name']}: {status}", "",
+             f"- command: {report.command(found)}",
              f"- base config: `{spec['config']}`"
              + "".join(f" `--set {s}`" for s in spec["set"]),
              f"- searched: {', '.join(f'`{d.key}={d.text()}`' for d in dimensions)}",
@@ -732,10 +736,9 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, w
                          f"{best['n']} seeds)")
         lines += ["", "## Top trials", "", _table(rows, dimensions, objective, spec)]
     lines += ["", "Every trial: `trials.csv`; its runs: `tNNNN/seed_N/`; the study: "
-                  "`study.db` (Optuna, SQLite)."]
-    report = "\n".join(lines) + "\n"
-    atomic_write(folder / "tune.md", report)
-    return Tune(folder, rows, report, best, objective, sampler_seconds)
+                  "`study.db` (Optuna, SQLite).", "", *report.environment_section(folder, found)]
+    text = report.write(folder / "tune.md", lines)
+    return Tune(folder, rows, text, best, objective, sampler_seconds)
 
 
 def _n_test(config: dict) -> int:
@@ -747,14 +750,13 @@ def _table(rows: list[dict], dimensions: list[Dimension], objective: str, spec: 
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     complete.sort(key=lambda r: r[objective], reverse=spec["direction"] == "maximize")
     keys = [d.key for d in dimensions]
-    lines = ["| trial | " + " | ".join(f"`{k}`" for k in keys)
-             + f" | {objective} | train acc | test acc |",
-             "|---" * (len(keys) + 4) + "|"]
-    for row in complete[:top]:
-        values = " | ".join(_short(row[k]) for k in keys)
-        lines.append(f"| {row['trial']} | {values} | {row[objective]:.4f} | "
-                     f"{row['train_accuracy_mean']:.4f} | {row['test_accuracy_mean']:.4f} |")
-    return "\n".join(lines)
+    from circlereg.report import markdown_table
+
+    header = ["trial", *(f"`{k}`" for k in keys), objective, "train acc", "test acc"]
+    return "\n".join(markdown_table(header, [
+        [row["trial"], *(_short(row[k]) for k in keys), f"{row[objective]:.4f}",
+         f"{row['train_accuracy_mean']:.4f}", f"{row['test_accuracy_mean']:.4f}"]
+        for row in complete[:top]]))
 
 
 def _short(value) -> str:
@@ -790,7 +792,10 @@ def _plot(folder: Path, study, dimensions: list[Dimension], result: Tune) -> Non
             figure.tight_layout()
             figure.savefig(folder / filename, dpi=100)
             plt.close(figure)
-    if skipped:
-        note = f"Not drawn: {', '.join(skipped)}.\n"
-        result.report += note
-        atomic_write(folder / "tune.md", result.report)
+    from circlereg import report
+
+    figures = report.figure_links(folder)
+    note = [f"Not drawn: {', '.join(skipped)}."] if skipped else []
+    if figures or note:
+        result.report = report.write(folder / "tune.md", [result.report, "## Figures", "",
+                                                          *figures, "", *note])

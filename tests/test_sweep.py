@@ -73,6 +73,8 @@ def test_sweep_writes_summary_plots_and_sub_runs(tmp_path):
     assert summary["points"][0]["point"] == "p000"
     assert all(row["n_missing"] == "0" for row in rows)
     assert {p.name for p in folder.glob("*.png")} == {f"accuracy_vs_{L1}.png", "curves.png"}
+    report = (folder / "report.md").read_text()
+    assert "![curves](curves.png)" in report and "| p001 | 0.0001 | post_activation |" in report
     sub_run = folder / "p003" / "seed_2"
     assert {p.name for p in sub_run.iterdir()} == {
         "config.yaml", "metrics.json", "history.csv", "environment.json", "model.keras"}
@@ -83,10 +85,16 @@ def test_sweep_writes_summary_plots_and_sub_runs(tmp_path):
     *table, last = result.stdout.splitlines()
     assert last == f"sweep: {folder}"
     assert table[0].split() == ["point", "l1", "placement", "n", "train", "(mean", "±", "sd)",
-                                "test", "(mean", "±", "sd)"]
+                                "test", "(mean", "±", "sd)", "vs", "p000", "[95%", "CI]", "p",
+                                "(Holm)", "verdict"]
+    table, note = table[:len(rows) + 1], " ".join(table[len(rows) + 1:])
+    assert note.startswith("vs p000: test accuracy minus the reference's") and "Holm" in note
     assert len({line.index("±") for line in table[1:]}) == 1
     for line, row in zip(table[1:], rows, strict=True):
-        point, l1, placement, n, train, _, _, test, _, test_std = line.split()
+        point, l1, placement, n, train, _, _, test, _, test_std, *judged = line.split()
+        # 2 seeds are too few for a verdict; the reference says it is one
+        assert " ".join(judged[3:] if judged != ["reference"] else judged) == \
+            ("reference" if point == "p000" else "- too few shared seeds")
         assert (point, float(l1), placement, n) == (row["point"], float(row[L1]),
                                                     row["model.regularizers.0.placement"], "2")
         assert (train, test, test_std) == (f"{float(row['train_accuracy_mean']):.3f}",
