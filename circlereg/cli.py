@@ -113,13 +113,15 @@ AddressOption = Annotated[str | None, typer.Option(
     metavar="HOST:PORT",
     help="Ray cluster address HOST:PORT; default: start a local Ray on 127.0.0.1.")]
 ReferenceOption = Annotated[list[str] | None, typer.Option(
-    "--reference", help="The point every other is judged against: a point (p003), a compared "
-                        "config's name, or KEY=VALUE of a swept key (repeatable, each narrowing "
-                        "it). Default: compare's first config; a sweep's first point, or its 0 "
-                        "point on a strength axis that holds 0.")]
+    "--reference", metavar="POINT",
+    help="The point every other is judged against: a point (p003), a compared config's name, "
+         "or KEY=VALUE of a swept key (repeatable, each narrowing it). Default: compare's "
+         "first config; a sweep's first point, or its 0 point on a strength axis that holds "
+         "0.")]
 MetricOption = Annotated[list[str] | None, typer.Option(
-    "--metric", help="Judge the points on this metric of metrics.json too, besides test "
-                     "accuracy (repeatable): e.g. test_loss, gap, zero_fraction.")]
+    "--metric", metavar="METRIC",
+    help="Judge the points on this metric of metrics.json too, besides test accuracy "
+         "(repeatable): e.g. test_loss, gap, zero_fraction.")]
 RetrainOption = Annotated[bool, typer.Option(
     help="Train every replica, even one already trained under --runs-dir (by default it is "
          "reused: its files placed in the new folder, never trained twice).")]
@@ -540,8 +542,9 @@ def _list_each_run(runs_dir: Path) -> None:
 
 @app.command()
 def show(
-    path: Annotated[Path, typer.Argument(help="A run or collection folder (sweep, comparison, "
-                                              "repeats, tune, reproduction).")],
+    path: Annotated[Path, typer.Argument(
+        metavar="PATH", help="A run or collection folder (sweep, comparison, repeats, tune, "
+                             "reproduction).")],
 ) -> None:
     """What a run or collection is: its kind, the command that made it, what it varies, its
     summary table and where its runs came from (trained or reused)."""
@@ -557,8 +560,9 @@ def show(
 
 @app.command()
 def diff(
-    a: Annotated[Path, typer.Argument(help="A run or collection folder.")],
-    b: Annotated[Path, typer.Argument(help="Another of the same sort (run or collection).")],
+    a: Annotated[Path, typer.Argument(metavar="A", help="A run or collection folder.")],
+    b: Annotated[Path, typer.Argument(
+        metavar="B", help="Another of the same sort (run or collection).")],
 ) -> None:
     """The config keys and metrics that differ between two runs or two collections (points
     paired by what they vary)."""
