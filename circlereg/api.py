@@ -1,7 +1,7 @@
 """circlereg from Python, for notebooks (docs/python.md): `runs`, `run`, `sweep`, `compare` and
 `history`, each returning a pandas DataFrame.
 
-The training functions are the commands themselves (cli.train_run, cli.train_sweep): the same
+The training functions are the commands themselves (commands.run, commands.sweep): the same
 folders, names, reuse and checks, but they raise instead of exiting. Bad input raises one
 ConfigError (a ValueError) whose text is the command's one error line.
 
@@ -21,7 +21,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from circlereg import commands
 from circlereg.config import ConfigError
+from circlereg.grammar import format_value
+from circlereg.index import open_index
+from circlereg.options import Execution, Work
 
 FIXED = ("collection", "kind", "point", "seed")  # then the varied keys, metrics and folder
 # Not final metrics: the seed is a column already, the shape is how the lanes were compiled.
@@ -56,23 +60,18 @@ def run(config: str | Path, *, set: str | Iterable[str] | Mapping | None = None,
     seeds or the text "1,5,9". `workers`: 0 trains in this process (the default), N on N
     worker processes, None on the command line's default count. `quiet=False` draws the
     progress bar."""
-    programs = _where(workers, backend)
-    runs_dir = Path(runs_dir)
-    from circlereg import cli
-
+    execution = _execution(workers, None, backend, address, quiet)
+    work = Work(runs_dir=Path(runs_dir), overrides=tuple(_settings(set)), seed=seed,
+                repeats=repeats, seeds=_seed_text(seeds), resume=resume, figures=figures,
+                retrain=retrain)
     if repeats is None and seeds is None:
-        folder, metrics = cli.train_run(config, _settings(set), seed, runs_dir, figures,
-                                        resume, quiet, workers or None, backend, address,
-                                        retrain, programs)
+        folder, metrics = commands.run(config, work, execution)
         if metrics["diverged"]:  # the command's exit code 3; a sweep warns by itself
-            cli._notice(f"warning: the run diverged (training loss not finite by epoch "
-                        f"{metrics['epochs']})")
+            commands.notice(f"warning: the run diverged (training loss not finite by epoch "
+                            f"{metrics['epochs']})")
     else:
-        folder, _ = cli.train_sweep("run", [config], [], _settings(set), seed, repeats,
-                                    _seed_text(seeds), runs_dir, None, resume, figures, quiet,
-                                    workers or None, None, backend, address, None, retrain,
-                                    programs)
-    return _frame(runs_dir, folder)
+        folder, _ = commands.sweep("run", [config], [], work, execution)
+    return _frame(work.runs_dir, folder)
 
 
 def sweep(config: str | Path | None = None,
@@ -82,24 +81,26 @@ def sweep(config: str | Path | None = None,
           runs_dir: str | Path = "runs", name: str | None = None, resume: bool = False,
           figures: bool = True, workers: int | None = 0, chunk: int | None = None,
           backend: str = "local", address: str | None = None, retrain: bool = False,
-          quiet: bool = True):
+          reference: str | Iterable[str] | None = None,
+          metrics: str | Iterable[str] | None = None, quiet: bool = True):
     """`circlereg sweep`: a base config times the grid of its axes, each point with its
     seeds; returns the rows of `runs()` for the sweep's folder.
 
     `axes`: `"key=values"` texts in the command line's grammar (docs/grammar.md), or a
     mapping {key: [values] or "logspace(-6,-4,3)"}. `spec`: a sweep spec file (then `config`
-    is left out). The rest as in `run`."""
-    programs = _where(workers, backend)
-    runs_dir = Path(runs_dir)
-    from circlereg import cli
-
-    configs, axes = cli.sweep_arguments(None if config is None else str(config),
-                                        _axes(axes), None if spec is None else Path(spec))
-    folder, _ = cli.train_sweep("sweep", configs, axes, _settings(set), seed, repeats,
-                                _seed_text(seeds), runs_dir, name, resume, figures, quiet,
-                                workers or None, chunk, backend, address,
-                                None if spec is None else Path(spec), retrain, programs)
-    return _frame(runs_dir, folder)
+    is left out). `reference`: the point every other is judged against (`"p003"`, or
+    `"key=value"` texts), as --reference; `metrics`: metrics judged besides test accuracy,
+    as --metric. The rest as in `run`."""
+    execution = _execution(workers, chunk, backend, address, quiet)
+    spec = None if spec is None else Path(spec)
+    configs, axes = commands.sweep_arguments(None if config is None else str(config),
+                                             _axes(axes), spec)
+    work = Work(runs_dir=Path(runs_dir), overrides=tuple(_settings(set)), seed=seed,
+                repeats=repeats, seeds=_seed_text(seeds), name=name, resume=resume, figures=figures,
+                retrain=retrain, reference=_texts(reference), metrics=_texts(metrics),
+                spec_file=spec)
+    folder, _ = commands.sweep("sweep", configs, axes, work, execution)
+    return _frame(work.runs_dir, folder)
 
 
 def compare(configs: Iterable[str | Path], *, set: str | Iterable[str] | Mapping | None = None,
@@ -107,21 +108,20 @@ def compare(configs: Iterable[str | Path], *, set: str | Iterable[str] | Mapping
             seeds: str | Iterable[int] | None = None, runs_dir: str | Path = "runs",
             name: str = "compare", resume: bool = False, figures: bool = False,
             workers: int | None = 0, chunk: int | None = None, backend: str = "local",
-            address: str | None = None, retrain: bool = False, quiet: bool = True):
+            address: str | None = None, retrain: bool = False,
+            reference: str | Iterable[str] | None = None,
+            metrics: str | Iterable[str] | None = None, quiet: bool = True):
     """`circlereg compare`: several configs with the same seeds; returns the rows of
     `runs()` for the comparison's folder (its `config` column names each run's config).
-    Arguments as in `run`."""
-    programs = _where(workers, backend)
-    runs_dir = Path(runs_dir)
-    from circlereg import cli
-
+    `reference` and `metrics` as in `sweep`, the rest as in `run`."""
+    execution = _execution(workers, chunk, backend, address, quiet)
     if isinstance(configs, (str, Path)):  # one config is a comparison of one, not of letters
         configs = [configs]
-    folder, _ = cli.train_sweep("compare", [Path(c) for c in configs], [], _settings(set),
-                                seed, repeats, _seed_text(seeds), runs_dir, name, resume,
-                                figures, quiet, workers or None, chunk, backend, address, None,
-                                retrain, programs)
-    return _frame(runs_dir, folder)
+    work = Work(runs_dir=Path(runs_dir), overrides=tuple(_settings(set)), seed=seed,
+                repeats=repeats, seeds=_seed_text(seeds), name=name, resume=resume, figures=figures,
+                retrain=retrain, reference=_texts(reference), metrics=_texts(metrics))
+    folder, _ = commands.sweep("compare", [Path(c) for c in configs], [], work, execution)
+    return _frame(work.runs_dir, folder)
 
 
 def history(run):
@@ -158,10 +158,7 @@ def _frame(runs_dir: str | Path, folder: Path | None = None):
     """`runs()`'s frame: every run under runs_dir, or those of the collection in `folder`."""
     import pandas as pd
 
-    from circlereg.cli import _notice
-    from circlereg.index import open_index
-
-    with open_index(Path(runs_dir), _notice) as index:
+    with open_index(Path(runs_dir), commands.notice) as index:
         rows = index.rows()
     if folder is not None:
         collection = os.path.relpath(Path(folder).absolute(), Path(runs_dir).absolute())
@@ -198,6 +195,13 @@ def _final(metrics: dict) -> dict:
     return final
 
 
+def _execution(workers: int | None, chunk: int | None, backend: str, address: str | None,
+               quiet: bool) -> Execution:
+    """Where the API trains: in this process (workers=0), or as the command line does."""
+    return Execution(workers=workers or None, chunk=chunk, backend=backend, address=address,
+                     quiet=quiet, programs=_where(workers, backend))
+
+
 def _where(workers: int | None, backend: str):
     """The compiled programs to train on in this process (workers=0), else None: workers.
     Loads circlereg's figures first (`_keep_backend`)."""
@@ -212,11 +216,10 @@ def _where(workers: int | None, backend: str):
     if backend != "local":
         raise ConfigError("workers", "", f"0 trains in this process; with backend "
                                          f"{backend!r} give workers=N or None")
-    from circlereg import cli
     from circlereg.worker import Programs
 
-    if cli.PROGRAMS is not None:  # the tests' cache, shared by every command they run
-        return cli.PROGRAMS
+    if commands.PROGRAMS is not None:  # the tests' cache, shared by every command they run
+        return commands.PROGRAMS
     if _programs is None:
         _programs = Programs()
     return _programs
@@ -245,10 +248,13 @@ def _keep_backend() -> None:
         dict.__setitem__(matplotlib.rcParams, "backend", chosen)
 
 
+def _texts(given) -> tuple[str, ...]:
+    """A text or several, as a repeatable option's values."""
+    return () if given is None else (given,) if isinstance(given, str) else tuple(given)
+
+
 def _settings(given) -> list[str]:
     """`set=` as --set texts: "key=value", a list of them, or a mapping {key: value}."""
-    from circlereg.grammar import format_value
-
     if given is None:
         return []
     if isinstance(given, str):
@@ -261,8 +267,6 @@ def _settings(given) -> list[str]:
 def _axes(given) -> list[str]:
     """`axes=` as the command line's axis texts: "key=values", a list of them, or a mapping
     {key: a list of values, or the values' text}."""
-    from circlereg.grammar import format_value
-
     if given is None:
         return []
     if isinstance(given, str):

@@ -17,9 +17,17 @@ from typing import Annotated
 
 import typer
 
-from circlereg import __version__, shipped
-from circlereg.config import ConfigError, check_value, load, positive_int
-from circlereg.constraints import OneOf, check_option
+from circlereg import __version__, commands, export, shipped
+from circlereg.commands import notice
+from circlereg.config import ConfigError, load
+from circlereg.executor import WorkerLost
+from circlereg.index import open_index
+from circlereg.manifest import listing
+from circlereg.options import Execution, Searching, Work
+from circlereg.report import cell, summary_table
+from circlereg.reproduce import failing_rows, load_spec
+from circlereg.show import diff as folder_differences
+from circlereg.show import show as what_folder_is
 
 
 class _Argument(typer.core.TyperArgument):
@@ -53,7 +61,6 @@ SetOption = Annotated[list[str] | None, typer.Option(
                   "items by index: model.hidden.0=8).")]
 
 
-BACKENDS = OneOf(("local", "ray"))
 DIVERGED = 3  # exit code of a lone run whose training loss stopped being finite
 
 
@@ -64,12 +71,25 @@ def fail(message: str, code: int = 2) -> None:
 
 def write_failed(err: OSError) -> str:
     """A file system error (disk full, permissions) as one line."""
-    from circlereg.executor import WorkerLost
-
     if isinstance(err, WorkerLost):
         return str(err)
     where = f"{err.filename}: " if err.filename else ""
     return f"cannot write {where}{err.strerror or err}"
+
+
+@contextmanager
+def user_errors(kept: str = ""):
+    """The one error path: bad input (ConfigError) exits 2 with its one line; a file system
+    error or a lost worker exits 2, Ctrl-C exits 130, each saying what was `kept`."""
+    after = f"; {kept}" if kept else ""
+    try:
+        yield
+    except ConfigError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(write_failed(err) + after)
+    except KeyboardInterrupt:
+        fail(f"interrupted{after}", code=130)
 
 
 def _version(value: bool) -> None:
@@ -79,7 +99,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def commands(version: Annotated[bool, typer.Option(
+def circlereg(version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
         = False) -> None:
     """Run, sweep and reproduce regularization experiments on make_circles."""
@@ -127,48 +147,6 @@ RetrainOption = Annotated[bool, typer.Option(
          "reused: its files placed in the new folder, never trained twice).")]
 
 
-def _seed_override(seed: int | None) -> list[str]:
-    check_value("--seed", "train.seed", "train.seed", seed, unless_none=True)
-    return [] if seed is None else [f"train.seed={seed}"]
-
-
-def _executor(workers: int | None, chunk: int | None, backend: str, address: str | None,
-              runs_dir: Path, programs=...):
-    """The one executor a command trains its plan on, and where it writes; both checked
-    before anything trains. Its first worker process starts loading TensorFlow now, while
-    the command builds its plan; the others start once the plan says how many it needs (a
-    3-run plan on a 64-core machine starts one, not 64). `programs`: train in this process
-    on these compiled programs; None: on workers; not given: PROGRAMS decides."""
-    from circlereg.rundir import check_runs_dir
-
-    check_runs_dir(runs_dir)
-    check_option("--workers", positive_int, workers)
-    check_option("--chunk", positive_int, chunk)
-    check_option("--backend", BACKENDS, backend)
-    if backend == "ray":
-        from circlereg.cluster import check_available
-
-        check_available(address)
-    elif address is not None:
-        raise ConfigError("--address", "", "applies to --backend ray only")
-    from circlereg.executor import Executor
-
-    executor = Executor(workers=workers, backend=backend, address=address, chunk=chunk,
-                        programs=PROGRAMS if programs is ... else programs)
-    executor.start(1)
-    return executor
-
-
-# None: each command trains on worker processes (the CLI runs one command per process). Tests
-# set a worker.Programs cache they own: the commands they invoke then train in this process,
-# on compiled programs shared across commands.
-PROGRAMS = None
-
-
-def _notice(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(metavar="NAME|PATH", help=CONFIG_HELP)],
@@ -189,54 +167,20 @@ def run(
 ) -> None:
     """Train one config and write its run directory (with --repeats/--seeds: one per seed
     and a summary)."""
+    work = Work(runs_dir=runs_dir, overrides=tuple(set_ or ()), seed=seed, repeats=repeats,
+                seeds=seeds, resume=resume, figures=run_figures, retrain=retrain)
+    execution = Execution(workers=workers, backend=backend, address=address, quiet=quiet)
     if repeats is not None or seeds is not None:
-        _run_sweep("run", [config], [], set_, seed, repeats, seeds, runs_dir, None, resume,
-                   run_figures, quiet, workers, None, backend, address, retrain=retrain)
+        _run_sweep("run", [config], [], work, execution)
         return
-    try:
-        path, metrics = train_run(config, set_, seed, runs_dir, run_figures, resume, quiet,
-                                  workers, backend, address, retrain)
-    except ConfigError as err:
-        fail(str(err))
-    except OSError as err:
-        fail(write_failed(err) + "; no run directory was written")
-    except KeyboardInterrupt:
-        fail("interrupted; no run directory was written", code=130)
+    with user_errors("no run directory was written"):
+        path, metrics = commands.run(config, work, execution)
     typer.echo(f"Train: {metrics['train_accuracy']:.3f}, Test: {metrics['test_accuracy']:.3f}")
     typer.echo(f"run: {path}")
     if metrics["diverged"]:
         typer.echo(f"warning: the run diverged (training loss not finite by epoch "
                    f"{metrics['epochs']}); exit code {DIVERGED}", err=True)
         raise typer.Exit(DIVERGED)
-
-
-def train_run(config, set_, seed, runs_dir, run_figures, resume, quiet, workers, backend,
-              address, retrain, programs=...) -> tuple[Path, dict]:
-    """`circlereg run` without --repeats/--seeds, for the command and the Python API (api.py):
-    returns (the run directory, its metrics); raises ConfigError on bad input, OSError when it
-    cannot write."""
-    if resume:
-        raise ConfigError("--resume", "", "applies with --repeats or --seeds only")
-    config = shipped.config_file(config)
-    resolved = load(config, (set_ or []) + _seed_override(seed))
-    executor = _executor(workers, None, backend, address, runs_dir, programs)
-    from circlereg.run import run_one
-
-    def announce(replica_epochs: int) -> None:
-        _notice(f"{resolved['name']}: training {resolved['train']['epochs']} epochs, "
-                f"seed {resolved['train']['seed']}, engine {resolved['train']['engine']}")
-        progress.total(replica_epochs)
-
-    with executor, _progress(quiet) as progress:
-        path, metrics = run_one(resolved, runs_dir, str(config), figures=run_figures,
-                                executor=executor, progress=progress.advance,
-                                on_plan=announce, notice=_notice, retrain=retrain)
-    from circlereg.reuse import reused_from
-
-    if reused_from(path) is not None:
-        _notice(f"{resolved['name']}: seed {resolved['train']['seed']} is already trained "
-                f"({reused_from(path)}): reused, not trained again (--retrain trains it)")
-    return path, metrics
 
 
 @app.command()
@@ -278,72 +222,26 @@ def sweep(
 ) -> None:
     """Grid-search keys with repeated seeds; every replica of one model shape trains in
     batched graphs. Every point is judged against a reference point, paired by seed."""
-    try:
-        configs, axes = sweep_arguments(config, axes, spec)
-    except ConfigError as err:
-        fail(str(err))
-    _run_sweep("sweep", configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend, address, spec, retrain=retrain,
-               reference=reference, metrics=metric)
+    with user_errors():
+        configs, axes = commands.sweep_arguments(config, axes, spec)
+    _run_sweep("sweep", configs, axes,
+               Work(runs_dir=runs_dir, overrides=tuple(set_ or ()), seed=seed, repeats=repeats,
+                    seeds=seeds, name=name, resume=resume, figures=run_figures,
+                    retrain=retrain, reference=tuple(reference or ()),
+                    metrics=tuple(metric or ()), spec_file=spec),
+               Execution(workers=workers, chunk=chunk, backend=backend, address=address,
+                         quiet=quiet))
 
 
-def sweep_arguments(config: str | None, axes: list[str] | None, spec: Path | None
-                    ) -> tuple[list[Path], list[str]]:
-    """`sweep`'s arguments as (base configs, axes): with --spec every argument is an axis."""
-    axes = axes or []
-    if spec is not None and config is not None:
-        if "=" not in config:
-            raise ConfigError("--spec", config, "the spec names the base config; give no "
-                              "config argument with --spec (arguments with --spec are axes, "
-                              "key=values)")
-        return [], [config, *axes]
-    if spec is None and config is None:
-        raise ConfigError("sweep", "", "give a base config (circlereg sweep CONFIG "
-                                       "key=values ...) or --spec FILE")
-    return [] if config is None else [Path(config)], axes
-
-
-def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend="local", address=None,
-               spec_file=None, retrain=False, reference=None, metrics=None) -> None:
-    try:
-        folder, rows = train_sweep(command, configs, axes, set_, seed, repeats, seeds,
-                                   runs_dir, name, resume, run_figures, quiet, workers, chunk,
-                                   backend, address, spec_file, retrain,
-                                   reference=reference, metrics=metrics)
-    except ConfigError as err:
-        fail(str(err))
-    except OSError as err:
-        fail(write_failed(err) + f"; finished runs are kept: run `circlereg {command}` with "
-             "the same arguments and --resume to complete")
-    except KeyboardInterrupt:
-        fail(f"interrupted; finished runs are kept: run `circlereg {command}` with the same "
-             "arguments and --resume to complete", code=130)
+def _run_sweep(command: str, configs: list[Path], axes: list[str], work: Work,
+               execution: Execution) -> None:
+    kept = (f"finished runs are kept: run `circlereg {command}` with the same arguments and "
+            "--resume to complete")
+    with user_errors(kept):
+        folder, rows = commands.sweep(command, configs, axes, work, execution)
     for line in format_table(rows):
         typer.echo(line)
     typer.echo(f"sweep: {folder}")
-
-
-def train_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, name, resume,
-                run_figures, quiet, workers, chunk, backend="local", address=None,
-                spec_file=None, retrain=False, programs=..., reference=None, metrics=None
-                ) -> tuple[Path, list[dict]]:
-    """`circlereg sweep`, `compare` and `run --repeats/--seeds` (`command`), for the commands
-    and the Python API (api.py): returns (the folder, its summary rows); raises ConfigError
-    on bad input, OSError when it cannot write."""
-    from circlereg.spec import from_command_line
-    from circlereg.sweep import run_sweep
-
-    configs = [shipped.config_file(config) for config in configs]
-    spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
-                             seeds, name, spec_file)
-    executor = _executor(workers, chunk, backend, address, runs_dir, programs)
-    with executor, _progress(quiet) as progress:
-        return run_sweep(spec, runs_dir, resume=resume, figures=run_figures,
-                         executor=executor, progress=progress.advance, notice=_notice,
-                         on_plan=progress.total, retrain=retrain,
-                         kind="repeats" if command == "run" else None, reference=reference,
-                         metrics=metrics)
 
 
 def format_table(rows: list[dict]) -> list[str]:
@@ -365,8 +263,6 @@ def format_table(rows: list[dict]) -> list[str]:
     p000       1e-06  10  1.000 ± 0.000      0.780 ± 0.012
     p001   0.0003162  10  0.967 ± 0.000      0.791 ± 0.035
     """
-    from circlereg.report import summary_table
-
     return summary_table(rows)
 
 
@@ -395,52 +291,13 @@ def compare(
     """Train several configs with the same seeds and compare their final accuracies (a sweep
     whose grid points are the configs), each judged against the first config, paired by
     seed."""
-    _run_sweep("compare", configs, [], set_, seed, repeats, seeds, runs_dir, name, resume,
-               run_figures, quiet, workers, chunk, backend, address, retrain=retrain,
-               reference=reference, metrics=metric)
-
-
-class _Bar:
-    """Progress over replica-epochs on stderr: drawn from `total(n)` (once the plan is
-    checked) and moved by `advance(n)`; nothing when quiet or when stderr is not a terminal
-    (logs get no half-drawn bars or blank lines)."""
-
-    def __init__(self, progress=None):
-        self.progress, self.task = progress, None
-
-    def total(self, replica_epochs: int) -> None:
-        if self.progress is not None and self.task is None and replica_epochs:
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=replica_epochs)
-
-    def advance(self, replica_epochs: int) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, replica_epochs)
-
-
-@contextmanager
-def _progress(quiet: bool):
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-        yield _Bar()
-        return
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(TextColumn("training"), BarColumn(),
-                        TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), transient=True, console=console)
-    try:
-        yield _Bar(progress)
-    finally:
-        progress.stop()
+    _run_sweep("compare", configs, [],
+               Work(runs_dir=runs_dir, overrides=tuple(set_ or ()), seed=seed, repeats=repeats,
+                    seeds=seeds, name=name, resume=resume, figures=run_figures,
+                    retrain=retrain, reference=tuple(reference or ()),
+                    metrics=tuple(metric or ())),
+               Execution(workers=workers, chunk=chunk, backend=backend, address=address,
+                         quiet=quiet))
 
 
 @app.command()
@@ -464,22 +321,12 @@ def reproduce(
 ) -> None:
     """Reproduce the study's published train/test figures; exit 0 when every figure and claim
     reproduces under the study's convention, 1 otherwise."""
-    from circlereg.reproduce import failing_rows, load_spec
-    from circlereg.reproduce import reproduce as run_reproduction
-    try:
+    with user_errors("no report was written (finished runs are kept)"):
         loaded = load_spec(spec or shipped.reproduction_spec(), seeds, epochs)
-        executor = _executor(workers, chunk, backend, address, runs_dir)
-        with executor, _progress(quiet) as progress:
-            folder, verdict = run_reproduction(loaded, runs_dir, executor=executor,
-                                               progress=progress.advance,
-                                               on_plan=progress.total, notice=_notice,
-                                               retrain=retrain)
-    except ConfigError as err:
-        fail(str(err))
-    except OSError as err:
-        fail(write_failed(err) + "; no report was written")
-    except KeyboardInterrupt:
-        fail("interrupted; no report was written (finished runs are kept)", code=130)
+        folder, verdict = commands.reproduce(
+            loaded, Work(runs_dir=runs_dir, retrain=retrain),
+            Execution(workers=workers, chunk=chunk, backend=backend, address=address,
+                      quiet=quiet))
     typer.echo((folder / "reproduction.md").read_text())
     typer.echo(f"report: {folder}")
     failures = failing_rows(verdict)
@@ -503,11 +350,9 @@ def list_runs(
     if runs:
         _list_each_run(runs_dir)
         return
-    from circlereg.manifest import listing
-
     found = listing(runs_dir)
     if not found:
-        _notice(f"nothing under {runs_dir}")
+        notice(f"nothing under {runs_dir}")
     lines = [[f.status, f.kind, f"{f.done}/{f.planned} runs", f.created, str(f.folder),
               f.varies] for f in found]
     widths = [max((len(line[i]) for line in lines), default=0) for i in range(5)]
@@ -519,17 +364,10 @@ def list_runs(
 def _list_each_run(runs_dir: Path) -> None:
     import json
 
-    from circlereg.index import open_index
-
-    try:
-        with open_index(runs_dir, _notice) as index:
-            rows = index.rows()
-    except ConfigError as err:
-        fail(str(err))
+    with user_errors(), open_index(runs_dir, notice) as index:
+        rows = index.rows()
     if not rows:
-        _notice(f"no complete run under {runs_dir}")
-    from circlereg.report import cell
-
+        notice(f"no complete run under {runs_dir}")
     for row in rows:
         params = ", ".join(f"{k}={cell(v)}" for k, v in json.loads(row["params"]).items())
         where = " ".join(x for x in (row["kind"], row["point"] or "", params) if x)
@@ -548,12 +386,8 @@ def show(
 ) -> None:
     """What a run or collection is: its kind, the command that made it, what it varies, its
     summary table and where its runs came from (trained or reused)."""
-    from circlereg.show import show as describe
-
-    try:
-        lines = describe(path)
-    except ConfigError as err:
-        fail(str(err))
+    with user_errors():
+        lines = what_folder_is(path)
     for line in lines:
         typer.echo(line)
 
@@ -566,12 +400,8 @@ def diff(
 ) -> None:
     """The config keys and metrics that differ between two runs or two collections (points
     paired by what they vary)."""
-    from circlereg.show import diff as differences
-
-    try:
-        lines = differences(a, b)
-    except ConfigError as err:
-        fail(str(err))
+    with user_errors():
+        lines = folder_differences(a, b)
     for line in lines:
         typer.echo(line)
 
@@ -617,12 +447,8 @@ def shipped_configs(
         for name, path in found.items():
             typer.echo(f"{name:<{width}}  {shipped.description(path)}")
         return
-    try:
+    with user_errors():
         written = shipped.copy_to(copy)
-    except ConfigError as err:
-        fail(str(err))
-    except OSError as err:
-        fail(write_failed(err))
     others = [str(path.relative_to(copy)) for path in written if path.parent != copy]
     typer.echo(f"copied {len(written) - len(others)} configs and {', '.join(others)} into "
                f"{copy}")
@@ -648,9 +474,8 @@ def export_tensorboard(
 
     Each run: its curves per epoch and final metrics. Each sweep, comparison or reproduction:
     its runs as HParams sessions, the swept keys as hyperparameters."""
-    from circlereg.export import to_tensorboard
-
-    _export(lambda: to_tensorboard(folder, logdir, notice=_notice), view="tensorboard --logdir")
+    _export(lambda: export.to_tensorboard(folder, logdir, notice=notice),
+            view="tensorboard --logdir")
 
 
 @export_app.command("mlflow")
@@ -665,25 +490,16 @@ def export_mlflow(
 
     A sweep, comparison or reproduction becomes a parent run with one child per run: its
     config as params, curves by epoch, final metrics, and its files as artifacts."""
-    from circlereg.export import to_mlflow
-
-    _export(lambda: to_mlflow(folder, experiment, notice=_notice))
+    _export(lambda: export.to_mlflow(folder, experiment, notice=notice))
 
 
 def _export(export, view: str | None = None) -> None:
-    try:
+    with user_errors("runs exported so far are kept: export again to add the rest"):
         exported = export()
-    except ConfigError as err:
-        fail(str(err))
-    except OSError as err:
-        fail(write_failed(err))
-    except KeyboardInterrupt:
-        fail("interrupted; runs exported so far are kept: export again to add the rest",
-             code=130)
     typer.echo(f"{exported.new} runs exported, {exported.present} already there: "
                f"{exported.where}")
     if view:
-        _notice(f"view them: {view} {exported.where}")
+        notice(f"view them: {view} {exported.where}")
 
 
 @app.command()
@@ -735,28 +551,16 @@ def tune(
 ) -> None:
     """Search config values with Optuna (the tune extra); trials train in batches, side by
     side, each over the same seeds."""
-    from circlereg.tune import require_optuna, run_tune
-
-    try:
-        require_optuna()
-        config = shipped.config_file(config)
-        executor = _executor(workers, chunk, backend, address, runs_dir)
-        with executor, _progress(quiet) as progress:
-            found = run_tune(config, space or [], (set_ or []) + _seed_override(seed), trials,
-                             repeats, seeds, runs_dir, objective=objective,
-                             direction=direction, sampler=sampler, sampler_seed=sampler_seed,
-                             batch=batch, name=name, resume=resume, figures=run_figures,
-                             executor=executor, progress=progress.advance, notice=_notice,
-                             on_plan=progress.total, on_batch=None if quiet else _notice,
-                             retrain=retrain)
-    except ConfigError as err:
-        fail(str(err))
-    except OSError as err:
-        fail(write_failed(err) + "; finished trials are kept: run `circlereg tune` with the "
-             "same arguments and --resume to complete")
-    except KeyboardInterrupt:
-        fail("interrupted; finished trials are kept: run `circlereg tune` with the same "
-             "arguments and --resume to complete", code=130)
+    with user_errors("finished trials are kept: run `circlereg tune` with the same arguments "
+                     "and --resume to complete"):
+        found = commands.tune(
+            config, space or [],
+            Searching(trials=trials, objective=objective, direction=direction,
+                      sampler=sampler, sampler_seed=sampler_seed, batch=batch),
+            Work(runs_dir=runs_dir, overrides=tuple(set_ or ()), seed=seed, repeats=repeats,
+                 seeds=seeds, name=name, resume=resume, figures=run_figures, retrain=retrain),
+            Execution(workers=workers, chunk=chunk, backend=backend, address=address,
+                      quiet=quiet))
     typer.echo(found.report, nl=False)
     typer.echo(f"tune: {found.folder}")
 

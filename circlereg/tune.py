@@ -40,6 +40,7 @@ from circlereg.grammar import (
     parse_call,
     parse_value,
 )
+from circlereg.options import Searching, Work
 from circlereg.sweep import (
     MAX_RUNS,
     STATISTICS,
@@ -357,26 +358,25 @@ def check_search(config_path: Path, space: list[str], overrides: list[str], tria
                   sampler_seed, base), trials
 
 
-def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: int,
-             repeats: int | None, seeds: str | None, runs_dir: Path, *,
-             objective: str = "val_accuracy", direction: str | None = None,
-             sampler: str = "tpe", sampler_seed: int = 0, batch: int | None = None,
-             name: str | None = None, resume: bool = False, figures: bool = False,
+def run_tune(config_path: Path, space: list[str], searching: Searching, work: Work, *,
              executor=None, progress=None, notice: Callable[[str], None] | None = None,
              on_plan: Callable[[int], None] | None = None,
-             on_batch: Callable[[str], None] | None = None, retrain: bool = False) -> Tune:
-    """Search `space` (`key=uniform(a,b)`, ...) for `trials` trials; returns what was found.
-    `on_plan(replica_epochs)` is told the work left (at most), `on_batch(line)` each batch's
-    progress, `notice(line)` what the user should know."""
+             on_batch: Callable[[str], None] | None = None) -> Tune:
+    """Search `space` (`key=uniform(a,b)`, ...) as `searching` says, training what `work`
+    says; returns what was found. `on_plan(replica_epochs)` is told the work left (at most),
+    `on_batch(line)` each batch's progress, `notice(line)` what the user should know."""
     from circlereg import rundir
     from circlereg.config import check_value
     from circlereg.executor import Executor
     from circlereg.plan import Plan, Replica
 
+    overrides, trials, runs_dir, name = work.settings(), searching.trials, work.runs_dir, work.name
+    objective, sampler, batch = searching.objective, searching.sampler, searching.batch
     optuna = require_optuna()
     notice = notice or (lambda message: None)
-    search, trials = check_search(config_path, space, overrides, trials, repeats, seeds,
-                                  objective, direction, sampler, sampler_seed, notice)
+    search, trials = check_search(config_path, space, overrides, trials, work.repeats,
+                                  work.seeds, objective, searching.direction, sampler,
+                                  searching.sampler_seed, notice)
     check_option("--batch", positive_int, batch)
     name = name or f"{search.base['name']}-tune"
     check_value("--name", "", "name", name)
@@ -385,7 +385,7 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
         notice(f"notice: the objective {objective} is measured on {where}: this tunes on the "
                "test set; set data.n_validation (e.g. --set data.n_validation=70) to keep "
                "them apart")
-    folder = sweep_folder(runs_dir, name, search.identity(), resume, notice)
+    folder = sweep_folder(runs_dir, name, search.identity(), work.resume, notice)
     Plan([Replica(search.base, folder, str(config_path))]).check()  # user penalties import
     own = executor is None
     executor = executor or Executor()
@@ -394,7 +394,8 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
     batch = batch or batch_size(len(search.seeds), LANES, executor.count)
     spec = {"config": str(config_path), "set": list(overrides), "space": list(space),
             "seeds": search.seeds, "trials": trials, "objective": objective,
-            "direction": search.direction, "sampler": sampler, "sampler_seed": sampler_seed,
+            "direction": search.direction, "sampler": sampler,
+            "sampler_seed": searching.sampler_seed,
             "batch": batch, "name": name}
     try:
         with rundir.locked(folder):
@@ -408,15 +409,15 @@ def run_tune(config_path: Path, space: list[str], overrides: list[str], trials: 
             states = optuna.trial.TrialState
             finished = len(study.get_trials(deepcopy=False,
                                             states=(states.COMPLETE, states.FAIL)))
-            if resume and finished >= trials:
+            if work.resume and finished >= trials:
                 notice(f"--resume: {folder} is complete: {finished} trials finished; "
                        "nothing to train")
             timer = Timer()
             counts = {"reused": 0, "trained": 0}
 
             def train(replicas: list) -> None:
-                for key, n in executor_run(replicas, executor, progress, figures, runs_dir,
-                                           retrain, notice).items():
+                for key, n in executor_run(replicas, executor, progress, work.figures,
+                                           runs_dir, work.retrain, notice).items():
                     counts[key] += n
 
             def asked() -> None:

@@ -13,16 +13,16 @@ CONFIGS = ROOT / "configs"
 def programs():
     """One cache of compiled programs for the session, owned here: every executor the tests
     make, and every command they invoke in this process, reuses its compiled graphs."""
-    from circlereg import cli, plots  # noqa: F401
+    from circlereg import commands, plots  # noqa: F401
     from circlereg.executor import Programs
 
     # plots (matplotlib) imported here first: commands invoked in this process write their
     # runs in it too, where a command's warm-up thread and the writer's would otherwise import
     # matplotlib at the same time, which it does not survive (the CLI writes in workers).
 
-    cli.PROGRAMS = Programs(limit=64)
-    yield cli.PROGRAMS
-    cli.PROGRAMS = None
+    commands.PROGRAMS = Programs(limit=64)
+    yield commands.PROGRAMS
+    commands.PROGRAMS = None
 
 
 @pytest.fixture(scope="session")

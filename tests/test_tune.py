@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from circlereg.cli import app
 from circlereg.config import ConfigError
+from circlereg.options import Searching, Work
 from circlereg.tune import Dimension, parse_dimension, parse_space
 
 from .conftest import CONFIGS, ROOT, globbed
@@ -194,7 +196,8 @@ def test_interrupted_tune_resumes_without_training_a_trial_twice(tmp_path, progr
 
     config = CONFIGS / "l1_pre_relu.yaml"
     sets = [t for t in TINY if t not in ("--set", "--quiet")]
-    args = (config, SPACE, sets, 6, 2, None, tmp_path)
+    work = Work(runs_dir=tmp_path, overrides=tuple(sets), repeats=2, figures=False)
+    args = (config, SPACE, Searching(trials=6, batch=3))
     ticks = []
 
     def progress(replica_epochs):
@@ -209,13 +212,13 @@ def test_interrupted_tune_resumes_without_training_a_trial_twice(tmp_path, progr
 
     with Executor(workers=1, programs=programs) as executor:  # lane batches one after the other
         with pytest.raises(KeyboardInterrupt):
-            run_tune(*args, batch=3, executor=executor, progress=progress)
+            run_tune(*args, work, executor=executor, progress=progress)
         (folder,) = (tmp_path / "l1_pre_relu-tune").iterdir()
         before = mtimes(folder)
         states = [r["state"] for r in read_trials(folder)]
         assert len(before) == 10 and states == ["COMPLETE"] * 3 + ["RUNNING"] * 3
         assert "incomplete" in (folder / "tune.md").read_text()
-        found = run_tune(*args, batch=3, executor=executor, resume=True)
+        found = run_tune(*args, replace(work, resume=True), executor=executor)
     assert found.folder == folder
     rows = read_trials(folder)
     assert [r["trial"] for r in rows] == [f"t{n:04d}" for n in range(6)]

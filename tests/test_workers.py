@@ -86,8 +86,8 @@ def test_default_workers_follow_the_cpus_this_process_may_use(monkeypatch):
 
 def comparable(path):
     """What a run's file says about its numbers: metrics without wall times, environment
-    without how the plan ran, model.keras without its save date, the manifest without the
-    command that made it and when."""
+    without how the plan ran, model.keras without its save date, the manifest and the report
+    without the command that made them and when."""
     if path.name == "metrics.json":
         return {k: v for k, v in json.loads(path.read_text()).items()
                 if not k.endswith("_seconds")}
@@ -96,6 +96,9 @@ def comparable(path):
     if path.name == "manifest.json":  # not the command line (its --workers), nor when made
         return {k: v for k, v in json.loads(path.read_text()).items()
                 if k not in ("command", "created")}
+    if path.name == "report.md":  # nor the command line it quotes
+        return [line for line in path.read_text().splitlines()
+                if not line.startswith("- command:")]
     if path.suffix == ".keras":
         with zipfile.ZipFile(path) as archive:
             return {name: archive.read(name) for name in archive.namelist()
