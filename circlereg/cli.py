@@ -205,8 +205,9 @@ def sweep(
              "key=logspace(a,b,n) | key=linspace(a,b,n); values are YAML ([8,4],[16] is two "
              "lists); several form the Cartesian product (docs/grammar.md).")] = None,
     spec: Annotated[Path | None, typer.Option(
-        "--spec", help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name); "
-                       "every sweep folder's sweep.yaml is one. Options given with it apply on "
+        "--spec", help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name), "
+                       "or a shipped spec's name (learning_curve); every sweep folder's "
+                       "sweep.yaml is one. Options given with it apply on "
                        "top: --set after its set, an axis replaces its axis of that key, "
                        "--repeats/--seeds/--name replace its own.")] = None,
     set_: SetOption = None,
@@ -248,6 +249,7 @@ def _run_sweep(command, configs, axes, set_, seed, repeats, seeds, runs_dir, nam
 
     try:
         configs = [shipped.config_file(config) for config in configs]
+        spec_file = None if spec_file is None else shipped.spec_file(spec_file)
         spec = from_command_line(configs, axes, (set_ or []) + _seed_override(seed), repeats,
                                  seeds, name, spec_file)
         executor = _executor(workers, chunk, backend, address, runs_dir)

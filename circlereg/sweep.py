@@ -36,6 +36,7 @@ from circlereg.config import (
     check_value,
     config_hash,
     load_document,
+    n_tested,
     quote,
     with_seed,
 )
@@ -225,6 +226,10 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     if runs > MAX_RUNS:
         raise ConfigError("sweep", "", f"{runs} runs; at most {MAX_RUNS}")
     keys = list(points[0].params)  # `config` first when several configs are compared
+    if TRAINING_SIZE in keys and not same_test_set(points):
+        notice(f"notice: {TRAINING_SIZE} varies but data.n_test is not set, so each point "
+               "tests on the rows after its training rows, a test set of its own; set "
+               "data.n_test to test every point on the same last rows")
     base = points[0].config
     name = spec.name or (f"{base['name']}-sweep" if len(spec.bases) == 1 else "compare")
     check_value("--name", "", "name", name)
@@ -233,7 +238,7 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     # The folder is named by what it trains, not by the paths that described it.
     what = identity(points)
     folder = sweep_folder(runs_dir, name, what, resume, notice)
-    replicas = [Replica(with_seed(p.config, s), run, p.source)
+    replicas = [Replica(with_seed(p.config, s), run, p.source, p.params)
                 for p in points for s, run in p.runs(folder)]
     plan = Plan(replicas, Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)
     plan.check()
@@ -335,6 +340,26 @@ def _metric(metrics: dict, statistic: str) -> float:
     return metrics[statistic]
 
 
+TRAINING_SIZE = "data.n_train"  # swept, it draws a learning curve
+
+
+def same_test_set(points: list[Point]) -> bool:
+    """Whether every point tests on the same points: data.n_test set, and the data drawn alike.
+
+    >>> from circlereg.config import resolve
+    >>> def point(n_train, **data):
+    ...     return Point(0, {}, resolve({"data": {"n_samples": 90, "n_train": n_train, **data}}),
+    ...                  "")
+    >>> same_test_set([point(10, n_test=50), point(40, n_test=50)])
+    True
+    >>> same_test_set([point(10), point(40)]), same_test_set([point(10, n_test=50)] * 2 + [
+    ...     point(10, n_test=50, noise=0.2)])
+    (False, False)
+    """
+    drawn = [{k: v for k, v in p.config["data"].items() if k != "n_train"} for p in points]
+    return "n_test" in drawn[0] and all(d == drawn[0] for d in drawn)
+
+
 def write_summary(folder: Path, points: list[Point]) -> list[dict]:
     """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through).
     summary.json says whether every planned run is there (`status`); so do the `n_missing`
@@ -390,9 +415,16 @@ def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[di
     if "config" in keys:
         plots.technique_bars(rows, folder / "test_accuracy_by_config.png", title)
     for key in keys:
-        if plots.is_numeric([p.params[key] for p in points]):
-            plots.accuracy_against(rows, key, [k for k in keys if k != key],
-                                   folder / f"accuracy_vs_{key}.png", title)
+        if not plots.is_numeric([p.params[key] for p in points]):
+            continue
+        others = [k for k in keys if k != key]
+        if key == TRAINING_SIZE:
+            size = n_tested(points[0].config["data"])
+            tested = (f"every point tested on the same {size} points" if same_test_set(points)
+                      else "the test set differs by point: set data.n_test to fix it")
+            plots.learning_curve(rows, key, others, folder / "learning_curve.png", title, tested)
+        else:
+            plots.accuracy_against(rows, key, others, folder / f"accuracy_vs_{key}.png", title)
     curves = []
     for point in points:
         histories = [(trained or {}).get(run) or read_history(run / "history.csv")
