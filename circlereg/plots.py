@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
 # A run's figures are drawn for every run of a sweep, so they skip what costs most and
 # changes least: pyplot's figure registry, and tight_layout, which draws the figure once
@@ -161,7 +162,8 @@ def _within_unit(mean, low, high) -> list[np.ndarray]:
 
 
 CI_NOTE = "error bars: 95% CI over seeds (Student t), clipped to [0, 1]"
-STAR_NEAR = 0.015  # test-peak stars closer than this in accuracy, at one x, overlap
+STAR_SIZE = 14  # points
+STAR_NEAR = 0.015  # test-peak stars closer than this in accuracy, at one x, would overlap
 
 
 def _is_log(values) -> bool:
@@ -212,11 +214,12 @@ def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path,
             ax.errorbar(x, mean, yerr=err, linestyle=style, marker="o", capsize=3,
                         markersize=4, color=color, label=f"{split} {label}{peak}".strip())
         star = (x[best], members[best]["test_accuracy_mean"])
-        # A star on another's point is drawn smaller and on top, so that both show.
-        under = sum(1 for sx, sy in stars if sx == star[0] and abs(sy - star[1]) < STAR_NEAR)
+        # A star on another's point sits beside it, at the same height, so that both show.
+        beside = sum(1 for sx, sy in stars if sx == star[0] and abs(sy - star[1]) < STAR_NEAR)
         stars.append(star)
-        ax.plot(*star, "*", color=color, markersize=14 * 0.7 ** under, markeredgecolor="k",
-                zorder=3 + under)
+        ax.plot(*star, "*", color=color, markersize=STAR_SIZE, markeredgecolor="k", zorder=3,
+                transform=offset_copy(ax.transData, fig, x=STAR_SIZE * 0.8 * beside,
+                                      units="points"))
     if _is_log([r[key] for r in rows]):
         ax.set_xscale("log")
     ax.set_xlabel(key)
@@ -259,9 +262,12 @@ def learning_curve(rows: list[dict], key: str, others: list[str], path: Path, ti
                          for end in ("low", "high"))
             ax.fill_between(x, low, high, color=color, alpha=shade, linewidth=0)
             ax.plot(x, mean, style, marker=marker, markersize=5, markerfacecolor="none",
-                    color=color, label=f"{split} {label}".strip())
-    if _is_log([r[key] for r in rows]):
+                    color=color, label=f"{label} {split}".strip())
+    sizes = sorted({r[key] for r in rows})
+    if _is_log(sizes):
         ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{size:g}" for size in sizes])  # the sizes trained, not decades
+    ax.minorticks_off()
     ax.set_xlabel(f"training points ({key})")
     ax.set_ylabel("final accuracy (mean over seeds)")
     ax.set_title(f"{title}: accuracy against training-set size\n({tested_on}; bands: 95% CI "

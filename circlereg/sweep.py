@@ -226,7 +226,8 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     if runs > MAX_RUNS:
         raise ConfigError("sweep", "", f"{runs} runs; at most {MAX_RUNS}")
     keys = list(points[0].params)  # `config` first when several configs are compared
-    if TRAINING_SIZE in keys and not same_test_set(points):
+    if len({p.config["data"]["n_train"] for p in points}) > 1 \
+            and not all("n_test" in p.config["data"] for p in points):
         notice(f"notice: {TRAINING_SIZE} varies but data.n_test is not set, so each point "
                "tests on the rows after its training rows, a test set of its own; set "
                "data.n_test to test every point on the same last rows")
@@ -360,6 +361,15 @@ def same_test_set(points: list[Point]) -> bool:
     return "n_test" in drawn[0] and all(d == drawn[0] for d in drawn)
 
 
+def curve_test_set(points: list[Point]) -> str:
+    """What a learning curve's test accuracies are measured on, for its title."""
+    if same_test_set(points):
+        return f"every point tested on the same {n_tested(points[0].config['data'])} points"
+    if all("n_test" in p.config["data"] for p in points):
+        return "each point tested on the last data.n_test rows of its own data"
+    return "the test set differs by point: set data.n_test to fix it"
+
+
 def write_summary(folder: Path, points: list[Point]) -> list[dict]:
     """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through).
     summary.json says whether every planned run is there (`status`); so do the `n_missing`
@@ -419,10 +429,8 @@ def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[di
             continue
         others = [k for k in keys if k != key]
         if key == TRAINING_SIZE:
-            size = n_tested(points[0].config["data"])
-            tested = (f"every point tested on the same {size} points" if same_test_set(points)
-                      else "the test set differs by point: set data.n_test to fix it")
-            plots.learning_curve(rows, key, others, folder / "learning_curve.png", title, tested)
+            plots.learning_curve(rows, key, others, folder / "learning_curve.png", title,
+                                 curve_test_set(points))
         else:
             plots.accuracy_against(rows, key, others, folder / f"accuracy_vs_{key}.png", title)
     curves = []

@@ -13,7 +13,7 @@ from circlereg.cli import app
 from circlereg.config import config_hash, load, resolve
 from circlereg.data import load_split
 from circlereg.spec import read_spec
-from circlereg.sweep import Point, expand, same_test_set
+from circlereg.sweep import Point, curve_test_set, expand, same_test_set
 
 from .conftest import CONFIGS
 
@@ -102,6 +102,21 @@ def test_a_sweep_over_n_train_draws_a_learning_curve_and_titles_its_sub_runs(tmp
                       "decision_boundary": "n_train=20, seed 2: decision boundary"}
 
 
+def test_a_sweep_over_n_train_without_n_test_says_its_test_set_moves(tmp_path):
+    result = runner.invoke(app, [
+        "sweep", "baseline", "data.n_train=10,20", "--set", "data.n_samples=40",
+        "--set", "train.epochs=2", "--set", "model.hidden=[4]", "--no-run-figures", "--quiet",
+        "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(
+        "notice: data.n_train varies but data.n_test is not set, so each point tests on the "
+        "rows after its training rows")
+    (folder,) = (tmp_path / "baseline-sweep").iterdir()
+    assert (folder / "learning_curve.png").is_file()
+    moving = [Point(0, {}, resolve({"data": {"n_train": n}}), "") for n in (10, 20)]
+    assert curve_test_set(moving) == "the test set differs by point: set data.n_test to fix it"
+
+
 def test_a_lone_run_keeps_its_config_name_as_title(tmp_path):
     result = runner.invoke(app, ["run", "baseline", "--set", "train.epochs=2", "--set",
                                  "model.hidden=[4]", "--quiet", "--runs-dir", str(tmp_path)])
@@ -125,31 +140,44 @@ def test_the_learning_curve_draws_a_line_and_a_band_per_config_and_split(tmp_pat
     (ax,) = fig.axes
     assert ax.get_xscale() == "log"
     lines = {line.get_label(): line for line in ax.lines}
-    assert set(lines) == {"test config=baseline", "train config=baseline",
-                          "test config=l1_pre_relu", "train config=l1_pre_relu"}
-    assert lines["test config=l1_pre_relu"].get_ydata().tolist() == pytest.approx(
+    assert set(lines) == {"config=baseline test", "config=baseline train",
+                          "config=l1_pre_relu test", "config=l1_pre_relu train"}
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["30", "300", "3000"]
+    assert lines["config=l1_pre_relu test"].get_ydata().tolist() == pytest.approx(
         [0.8203, 0.823, 0.85])
     assert len(ax.collections) == 4  # a 95% band under each line, clipped to [0, 1]
     assert max(band.get_paths()[0].vertices[:, 1].max() for band in ax.collections) == 1.0
     # Lines that meet (both train at 1.0) keep both visible: hollow markers of two shapes.
-    assert lines["train config=baseline"].get_marker() != \
-        lines["train config=l1_pre_relu"].get_marker()
-    assert lines["train config=baseline"].get_markerfacecolor() == "none"
+    assert lines["config=baseline train"].get_marker() != \
+        lines["config=l1_pre_relu train"].get_marker()
+    assert lines["config=baseline train"].get_markerfacecolor() == "none"
     assert "tested on 1000 points" in ax.get_title()
     assert (tmp_path / "lc.png").is_file()
 
 
 def test_test_peak_stars_on_one_point_both_stay_visible(tmp_path):
-    """Two lines peaking at the same point: the later star is smaller and drawn on top."""
-    rows = [{**row(None, n, 1.0, test), "placement": placement,
-             "model.regularizers.0.l1": n / 1e7}
-            for placement in ("pre_activation", "post_activation")
-            for n, test in ((10, 0.70), (100, 0.82), (1000, 0.75))]
-    fig = plots.accuracy_against(rows, "model.regularizers.0.l1", ["placement"],
+    """Two lines peaking at the same point: the second star sits beside the first, at the
+    same height, not on it."""
+    def peaks(first):  # each placement's test accuracy at l1 = 1e-6, 1e-5, 1e-4
+        return [{**row(None, 0, 1.0, test), "placement": placement,
+                 "model.regularizers.0.l1": l1}
+                for placement, top in (("pre_activation", first), ("post_activation", 0.5))
+                for l1, test in ((1e-6, top), (1e-5, 0.82), (1e-4, 0.75))]
+
+    fig = plots.accuracy_against(peaks(0.5), "model.regularizers.0.l1", ["placement"],
                                  tmp_path / "a.png", "t")
     stars = [line for line in fig.axes[0].lines if line.get_marker() == "*"]
     assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in stars] == [(1e-5, 0.82)] * 2
     first, second = stars
-    assert second.get_markersize() < first.get_markersize()
-    assert second.get_zorder() > first.get_zorder()
     assert second.get_color() != first.get_color()
+    shown = [star.get_transform().transform((star.get_xdata()[0], star.get_ydata()[0]))
+             for star in stars]  # in pixels, as drawn
+    width = first.get_markersize() * fig.dpi / 72
+    assert shown[1][0] - shown[0][0] >= 0.75 * width and shown[1][1] == shown[0][1]
+    # Stars at other points stay where they are.
+    alone = [line for line in plots.accuracy_against(
+        peaks(0.9), "model.regularizers.0.l1", ["placement"], tmp_path / "b.png", "t"
+    ).axes[0].lines if line.get_marker() == "*"]
+    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in alone] == [(1e-6, 0.9), (1e-5, 0.82)]
+    assert alone[1].get_transform().transform((1e-5, 0.82))[0] == pytest.approx(
+        alone[1].axes.transData.transform((1e-5, 0.82))[0])
