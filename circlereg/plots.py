@@ -63,8 +63,18 @@ def curves(history: dict, path: Path, metric: str, title: str, evaluated: str = 
     ax.relim()
     ax.autoscale_view()
     # At a fixed height: placing it above whatever the axes hold measures every tick label.
-    ax.set_title(title, y=1.0)
+    ax.set_title(title, y=1.0, fontsize=title_size(title))
     fig.savefig(path, dpi=100, pil_kwargs=FAST_PNG, metadata={"Title": title})
+
+
+def title_size(title: str) -> float:
+    """A run figure's title size in points: 12 up to 60 characters, then smaller, so that a
+    sub-run's title (every swept value) stays inside the figure.
+
+    >>> title_size("baseline: accuracy"), round(title_size("x" * 90), 1), title_size("x" * 200)
+    (12.0, 8.0, 6.0)
+    """
+    return max(6.0, min(12.0, 720 / len(title)))
 
 
 BOUNDARY_SIDE = 200  # grid points along each axis of the decision boundary
@@ -138,7 +148,7 @@ def decision_boundary(split, probability: np.ndarray, path: Path, title: str) ->
     shown[:] = [ax.contourf(gx, gy, prob, levels=BOUNDARY_LEVELS, cmap="RdBu_r", alpha=0.4,
                             zorder=1),
                 ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=1, zorder=2)]
-    ax.set_title(title, y=1.0)
+    ax.set_title(title, y=1.0, fontsize=title_size(title))
     fig.savefig(path, dpi=100, pil_kwargs=FAST_PNG, metadata={"Title": title})
 
 
