@@ -196,11 +196,11 @@ def sweep(
              "key=logspace(a,b,n) | key=linspace(a,b,n); values are YAML ([8,4],[16] is two "
              "lists); several form the Cartesian product (docs/grammar.md).")] = None,
     spec: Annotated[Path | None, typer.Option(
-        "--spec", metavar="PATH",
-                  help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name); "
-                       "every sweep folder's sweep.yaml is one. Options given with it apply on "
-                       "top: --set after its set, an axis replaces its axis of that key, "
-                       "--repeats/--seeds/--name replace its own.")] = None,
+        "--spec", metavar="NAME|PATH",
+        help="A sweep kept in a file (YAML: config, set, axes, repeats/seeds, name), or a "
+             "shipped spec's name (learning_curve); every sweep folder's sweep.yaml is one. "
+             "Options given with it apply on top: --set after its set, an axis replaces its "
+             "axis of that key, --repeats/--seeds/--name replace its own.")] = None,
     set_: SetOption = None,
     seed: SeedOption = None,
     repeats: RepeatsOption = None,

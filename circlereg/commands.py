@@ -106,8 +106,9 @@ def sweep(command: str, configs: list[Path], axes: list[str], work: Work,
     """`circlereg sweep`, `compare` and `run --repeats/--seeds` (`command`): returns (the
     folder, its summary rows)."""
     configs = [shipped.config_file(config) for config in configs]
+    spec_file = None if work.spec_file is None else shipped.spec_file(work.spec_file)
     spec = from_command_line(configs, axes, work.settings(), work.repeats, work.seeds,
-                             work.name, work.spec_file)
+                             work.name, spec_file)
     executor = start_executor(execution, work.runs_dir)
     with executor, progress_bar(execution.quiet) as progress:
         return run_sweep(spec, work.runs_dir, resume=work.resume, figures=work.figures,

@@ -126,7 +126,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("data.factor", 0.8, non_negative, "inner circle radius relative to the outer (< 1)"),
     Key("data.seed", 1, int_in(0, MAX_SEED), "make_circles random_state: fixes the data set"),
     Key("data.n_train", 30, positive_int,
-        "the first n_train rows train, the rest test (no shuffling)"),
+        "the first n_train rows train, the rest test (no shuffling; see data.n_test)"),
+    Key("data.n_test", None, optional(positive_int),
+        "the last n_test rows test, whatever n_train is: a test set that stays fixed while "
+        "n_train varies (n_train + n_test <= n_samples). null: every row after the n_train "
+        "rows tests, as in the study (and the key is left out of config.yaml)",
+        implicit=True),
     Key("data.n_validation", 0, int_in(0, MAX_SAMPLES),
         "points drawn as a validation set (validation_data) from the same circles with a "
         "random stream of their own; the test points are then held out. 0: the test points "
@@ -223,6 +228,16 @@ def setting(config: dict, path: str) -> Any:
     """A `section.field` key's value, its default when the config leaves it out (implicit)."""
     section, field = path.split(".")
     return config[section].get(field, KEYS[path].default)
+
+
+def n_tested(data: dict) -> int:
+    """How many points test: data.n_test, or every row after the training rows.
+
+    >>> n_tested({"n_samples": 100, "n_train": 30}), n_tested({"n_samples": 4000,
+    ...                                                          "n_train": 30, "n_test": 1000})
+    (70, 1000)
+    """
+    return data.get("n_test") or data["n_samples"] - data["n_train"]
 
 
 def _unknown(source: str, where: str, key: str, known: list[str]) -> ConfigError:
@@ -333,13 +348,19 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
         raise ConfigError(source, "data.n_train",
                           f"must be < data.n_samples ({data['n_samples']}) so that a test set "
                           f"remains, got {data['n_train']}")
+    n_test = data.get("n_test")
+    if n_test is not None and data["n_train"] + n_test > data["n_samples"]:
+        raise ConfigError(source, "data.n_test",
+                          f"must fit beside the {data['n_train']} training rows in "
+                          f"data.n_samples ({data['n_samples']}): at most "
+                          f"{data['n_samples'] - data['n_train']}, got {n_test}")
     if data["factor"] >= 1:
         raise ConfigError(source, "data.factor", f"must be < 1, got {data['factor']:g}")
     check_memory(source, config)
     for key in SCHEMA:
         section, _, field = key.path.partition(".")
         if key.implicit and config[section].get(field) == key.default:
-            del config[section][field]
+            config[section].pop(field, None)  # absent already when its default is null
     return config
 
 
@@ -371,7 +392,7 @@ def check_memory(source: str, config: dict, machine: int | None = None) -> None:
     widths = [2, *hidden, 1]
     weights = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
     data, batch = config["data"], config["train"]["batch_size"]
-    evaluated = data.get("n_validation") or data["n_samples"] - data["n_train"]
+    evaluated = data.get("n_validation") or n_tested(data)
     rows = max(min(batch, data["n_train"]), min(batch, evaluated))
     floats = LANES * (8 if config["train"]["dtype"] == "float64" else 4)
     budget = machine * MEMORY_SHARE / floats  # in floats per replica

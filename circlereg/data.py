@@ -1,5 +1,9 @@
 """Stage 2: the data. The study's make_circles set, split by position, never shuffled.
 
+The first `data.n_train` rows train. The rest test, or with `data.n_test` the last n_test
+rows only: a learning curve varies n_train over one fixed test set (and nested training sets,
+since make_circles draws the same rows for the same n_samples and seed).
+
 With `data.n_validation` > 0, a validation set is drawn from the same circles with its own
 random stream: the study's train and test points stay exactly as they are, training reports
 its `val_*` curves (Keras' validation_data) on the validation points, and the test points are
@@ -45,19 +49,23 @@ def load_split(data: dict) -> Split:
     >>> apart = load_split({**data, "n_validation": 40})
     >>> apart.test_x.shape, bool((apart.held_out_x == split.test_x).all())
     ((40, 2), True)
+    >>> fixed = load_split({**data, "n_train": 10, "n_test": 50})
+    >>> fixed.train_x.shape, bool((fixed.test_x == split.test_x[-50:]).all())
+    ((10, 2), True)
     """
-    from circlereg.config import setting
+    from circlereg.config import n_tested, setting
 
     x, y = _circles(data["n_samples"], data, data["seed"])
     n = data["n_train"]
+    test = slice(len(x) - n_tested(data), None)  # the last rows, whatever n_train is
     n_validation = setting({"data": data}, "data.n_validation")  # absent: the default, 0
     if not n_validation:
-        return Split(x[:n], y[:n], x[n:], y[n:])
+        return Split(x[:n], y[:n], x[test], y[test])
     # A stream of its own, derived from data.seed: make_circles with data.seed itself would
     # repeat the noise draws of the train and test points.
     stream = int(np.random.SeedSequence([data["seed"], VALIDATION_STREAM]).generate_state(1)[0])
     val_x, val_y = _circles(n_validation, data, stream)
-    return Split(x[:n], y[:n], val_x, val_y, held_out_x=x[n:], held_out_y=y[n:])
+    return Split(x[:n], y[:n], val_x, val_y, held_out_x=x[test], held_out_y=y[test])
 
 
 def _circles(n_samples: int, data: dict, random_state: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,9 @@ class Replica:
     config: dict  # resolved, with its train.seed
     destination: Path  # its run directory
     source: str = "<config>"  # the file it came from, for error messages
+    # What its point of a sweep or comparison varies (key -> value): its figures' title, in
+    # place of the base config's name.
+    varies: dict = field(default_factory=dict)
 
     @property
     def seed(self) -> int:

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
 # A run's figures are drawn for every run of a sweep, so they skip what costs most and
 # changes least: pyplot's figure registry, and tight_layout, which draws the figure once
@@ -62,8 +63,18 @@ def curves(history: dict, path: Path, metric: str, title: str, evaluated: str = 
     ax.relim()
     ax.autoscale_view()
     # At a fixed height: placing it above whatever the axes hold measures every tick label.
-    ax.set_title(title, y=1.0)
-    fig.savefig(path, dpi=100, pil_kwargs=FAST_PNG)
+    ax.set_title(title, y=1.0, fontsize=title_size(title))
+    fig.savefig(path, dpi=100, pil_kwargs=FAST_PNG, metadata={"Title": title})
+
+
+def title_size(title: str) -> float:
+    """A run figure's title size in points: 12 up to 60 characters, then smaller, so that a
+    sub-run's title (every swept value) stays inside the figure.
+
+    >>> title_size("baseline: accuracy"), round(title_size("x" * 90), 1), title_size("x" * 200)
+    (12.0, 8.0, 6.0)
+    """
+    return max(6.0, min(12.0, 720 / len(title)))
 
 
 BOUNDARY_SIDE = 200  # grid points along each axis of the decision boundary
@@ -137,8 +148,8 @@ def decision_boundary(split, probability: np.ndarray, path: Path, title: str) ->
     shown[:] = [ax.contourf(gx, gy, prob, levels=BOUNDARY_LEVELS, cmap="RdBu_r", alpha=0.4,
                             zorder=1),
                 ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=1, zorder=2)]
-    ax.set_title(title, y=1.0)
-    fig.savefig(path, dpi=100, pil_kwargs=FAST_PNG)
+    ax.set_title(title, y=1.0, fontsize=title_size(title))
+    fig.savefig(path, dpi=100, pil_kwargs=FAST_PNG, metadata={"Title": title})
 
 
 def warm_up() -> None:
@@ -161,6 +172,8 @@ def _within_unit(mean, low, high) -> list[np.ndarray]:
 
 
 CI_NOTE = "error bars: 95% CI over seeds (Student t), clipped to [0, 1]"
+STAR_SIZE = 14  # points
+STAR_NEAR = 0.015  # test-peak stars closer than this in accuracy, at one x, would overlap
 
 
 def _is_log(values) -> bool:
@@ -191,14 +204,14 @@ def labelled(params: dict, keys: list[str]) -> str:
 
 
 def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path,
-                     title: str) -> None:
+                     title: str) -> Figure:
     """Final train and test accuracy (mean, 95% CI) against one swept key, a line per
-    combination of the other swept keys."""
+    combination of the other swept keys. Returns the figure (closed), whose artists a test
+    can inspect."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in others), []).append(row)
-    for (group, members), color in zip(groups.items(), plt.get_cmap("tab10").colors):
+    stars: list[tuple[float, float]] = []
+    for (group, members), color in zip(_groups(rows, others).items(),
+                                       plt.get_cmap("tab10").colors):
         members = sorted(members, key=lambda r: r[key])
         x = np.array([r[key] for r in members], dtype=float)
         label = labelled(dict(zip(others, group)), others)
@@ -210,8 +223,13 @@ def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path,
             peak = f" (peak {mean[best]:.3f} at {x[best]:.4g})" if split == "test" else ""
             ax.errorbar(x, mean, yerr=err, linestyle=style, marker="o", capsize=3,
                         markersize=4, color=color, label=f"{split} {label}{peak}".strip())
-        ax.plot(x[best], members[best]["test_accuracy_mean"], "*", color=color, markersize=14,
-                markeredgecolor="k")
+        star = (x[best], members[best]["test_accuracy_mean"])
+        # A star on another's point sits beside it, at the same height, so that both show.
+        beside = sum(1 for sx, sy in stars if sx == star[0] and abs(sy - star[1]) < STAR_NEAR)
+        stars.append(star)
+        ax.plot(*star, "*", color=color, markersize=STAR_SIZE, markeredgecolor="k", zorder=3,
+                transform=offset_copy(ax.transData, fig, x=STAR_SIZE * 0.8 * beside,
+                                      units="points"))
     if _is_log([r[key] for r in rows]):
         ax.set_xscale("log")
     ax.set_xlabel(key)
@@ -221,6 +239,54 @@ def accuracy_against(rows: list[dict], key: str, others: list[str], path: Path,
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
+
+
+def _groups(rows: list[dict], others: list[str]) -> dict[tuple, list[dict]]:
+    """Summary rows by their values of the keys `others`, in order of appearance."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in others), []).append(row)
+    return groups
+
+
+# One marker shape per line of a learning curve: hollow, so a point on another's shows both.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
+def learning_curve(rows: list[dict], key: str, others: list[str], path: Path, title: str,
+                   tested_on: str) -> Figure:
+    """Final train (dashed) and test (solid) accuracy against the training-set size `key`:
+    mean over seeds with a 95% CI band, a line per combination of the other swept keys (per
+    config of a comparison). `tested_on` says what the test accuracies are measured on.
+    Returns the figure (closed)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for (group, members), color, marker in zip(_groups(rows, others).items(),
+                                               plt.get_cmap("tab10").colors, MARKERS):
+        members = sorted(members, key=lambda r: r[key])
+        x = np.array([r[key] for r in members], dtype=float)
+        label = labelled(dict(zip(others, group)), others)
+        for split, style, shade in (("test", "-", 0.2), ("train", "--", 0.1)):
+            mean = np.array([r[f"{split}_accuracy_mean"] for r in members])
+            low, high = (np.clip([r[f"{split}_accuracy_ci95_{end}"] for r in members], 0, 1)
+                         for end in ("low", "high"))
+            ax.fill_between(x, low, high, color=color, alpha=shade, linewidth=0)
+            ax.plot(x, mean, style, marker=marker, markersize=5, markerfacecolor="none",
+                    color=color, label=f"{label} {split}".strip())
+    sizes = sorted({r[key] for r in rows})
+    if _is_log(sizes):
+        ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{size:g}" for size in sizes])  # the sizes trained, not decades
+    ax.minorticks_off()
+    ax.set_xlabel(f"training points ({key})")
+    ax.set_ylabel("final accuracy (mean over seeds)")
+    ax.set_title(f"{title}: accuracy against training-set size\n({tested_on}; bands: 95% CI "
+                 "over seeds, Student t, clipped to [0, 1])", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return fig
 
 
 def padded(curves: list[np.ndarray]) -> np.ndarray:

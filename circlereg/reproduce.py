@@ -28,6 +28,7 @@ from circlereg.config import (
     check_value,
     config_hash,
     load,
+    n_tested,
     read_yaml,
     with_seed,
 )
@@ -197,8 +198,7 @@ def judge(spec: dict, measured: dict) -> dict:
     for convention, models in measured.items():
         for name, model in spec["models"].items():
             n_points = {"train_accuracy": model["config"]["data"]["n_train"],
-                        "test_accuracy": model["config"]["data"]["n_samples"]
-                        - model["config"]["data"]["n_train"]}
+                        "test_accuracy": n_tested(model["config"]["data"])}
             for metric in FIGURES:
                 spread = summary(_values(models[name], metric))
                 row = {"convention": convention, "model": name, "metric": metric,

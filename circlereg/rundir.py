@@ -171,7 +171,10 @@ class Writer:
             write_history(scratch / "history.csv", result.history)
             write_json(scratch / "environment.json", environment(self._convention,
                                                                  replica.source, execution))
-            name = config["name"]
+            # In a sweep or comparison, what its point varies names it: the base config's
+            # name can mislead (l1_pre_relu on a post_activation point).
+            name = (f"{plots.labelled(replica.varies, list(replica.varies))}, seed {replica.seed}"
+                    if replica.varies else config["name"])
             figures = []
             if self.outputs.figures:
                 evaluated = "test" if split.held_out_x is None else "validation"

@@ -17,6 +17,7 @@ from circlereg.config import ConfigError
 
 PACKAGE = "circlereg.configs"
 SPEC = "reproduce/study.yaml"  # the reproduction spec, relative to the package
+SWEEPS = "sweeps"  # sweep specs (`circlereg sweep --spec learning_curve`), in the package
 
 
 def folder() -> Path:
@@ -30,8 +31,14 @@ def configs() -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder().glob("*.yaml"))}
 
 
+def sweep_specs() -> dict[str, Path]:
+    """Every shipped sweep spec by name (its file's stem), in name order."""
+    return {path.stem: path for path in sorted((folder() / SWEEPS).glob("*.yaml"))}
+
+
 def files() -> list[Path]:
-    """Every shipped file relative to the package: the configs and the reproduction spec."""
+    """Every shipped file relative to the package: the configs, the reproduction spec and the
+    sweep specs."""
     return sorted(path.relative_to(folder()) for path in folder().rglob("*.yaml"))
 
 
@@ -77,6 +84,23 @@ def config_file(argument: str | Path) -> Path:
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise ConfigError(str(argument), "", f"no such config file, nor a shipped config{hint}; "
                                          f"shipped: {', '.join(shipped)}")
+
+
+def spec_file(argument: str | Path) -> Path:
+    """The sweep spec a `--spec` argument names: the file at that path when there is one,
+    else the shipped spec of that name (`learning_curve`). A bare name that is neither is
+    refused with the shipped names; a path is returned, for `spec.read_spec` to refuse."""
+    path, specs = Path(argument), sweep_specs()
+    if path.exists():
+        return path
+    if str(argument) in specs:
+        return specs[str(argument)]
+    if path.suffix or len(path.parts) > 1:  # a path: read_spec says it is missing
+        return path
+    close = difflib.get_close_matches(str(argument), list(specs), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(str(argument), "", f"no such sweep spec, nor a shipped one{hint}; "
+                                         f"shipped: {', '.join(specs)}")
 
 
 def copy_to(destination: Path) -> list[Path]:

@@ -37,6 +37,7 @@ from circlereg.config import (
     check_value,
     config_hash,
     load_document,
+    n_tested,
     quote,
     with_seed,
 )
@@ -235,6 +236,11 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     keys = list(points[0].params)  # `config` first when several configs are compared
     against = choose_reference(points, reference or [])
     compared = check_metrics(metrics or [])
+    if len({p.config["data"]["n_train"] for p in points}) > 1 \
+            and not all("n_test" in p.config["data"] for p in points):
+        notice(f"notice: {TRAINING_SIZE} varies but data.n_test is not set, so each point "
+               "tests on the rows after its training rows, a test set of its own; set "
+               "data.n_test to test every point on the same last rows")
     base = points[0].config
     name = spec.name or (f"{base['name']}-sweep" if len(spec.bases) == 1 else "compare")
     check_value("--name", "", "name", name)
@@ -243,7 +249,7 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     # The folder is named by what it trains, not by the paths that described it.
     what = identity(points)
     folder = sweep_folder(runs_dir, name, what, resume, notice)
-    replicas = [Replica(with_seed(p.config, s), run, p.source)
+    replicas = [Replica(with_seed(p.config, s), run, p.source, p.params)
                 for p in points for s, run in p.runs(folder)]
     plan = Plan(replicas, Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)
     plan.check()
@@ -409,6 +415,35 @@ def compare_points(rows: list[dict], finished: list[list[dict]], reference: int,
                 row[f"{metric}_{column}"] = value
 
 
+TRAINING_SIZE = "data.n_train"  # swept, it draws a learning curve
+
+
+def same_test_set(points: list[Point]) -> bool:
+    """Whether every point tests on the same points: data.n_test set, and the data drawn alike.
+
+    >>> from circlereg.config import resolve
+    >>> def point(n_train, **data):
+    ...     return Point(0, {}, resolve({"data": {"n_samples": 90, "n_train": n_train, **data}}),
+    ...                  "")
+    >>> same_test_set([point(10, n_test=50), point(40, n_test=50)])
+    True
+    >>> same_test_set([point(10), point(40)]), same_test_set([point(10, n_test=50)] * 2 + [
+    ...     point(10, n_test=50, noise=0.2)])
+    (False, False)
+    """
+    drawn = [{k: v for k, v in p.config["data"].items() if k != "n_train"} for p in points]
+    return "n_test" in drawn[0] and all(d == drawn[0] for d in drawn)
+
+
+def curve_test_set(points: list[Point]) -> str:
+    """What a learning curve's test accuracies are measured on, for its title."""
+    if same_test_set(points):
+        return f"every point tested on the same {n_tested(points[0].config['data'])} points"
+    if all("n_test" in p.config["data"] for p in points):
+        return "each point tested on the last data.n_test rows of its own data"
+    return "the test set differs by point: set data.n_test to fix it"
+
+
 def write_summary(folder: Path, points: list[Point], reference: int = 0,
                   compared: tuple[str, ...] = ("test_accuracy",)) -> list[dict]:
     """summary.csv / summary.json from the sub-runs on disk (so resumed == straight through),
@@ -473,9 +508,14 @@ def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[di
     if "config" in keys:
         plots.technique_bars(rows, folder / "test_accuracy_by_config.png", title)
     for key in keys:
-        if plots.is_numeric([p.params[key] for p in points]):
-            plots.accuracy_against(rows, key, [k for k in keys if k != key],
-                                   folder / f"accuracy_vs_{key}.png", title)
+        if not plots.is_numeric([p.params[key] for p in points]):
+            continue
+        others = [k for k in keys if k != key]
+        if key == TRAINING_SIZE:
+            plots.learning_curve(rows, key, others, folder / "learning_curve.png", title,
+                                 curve_test_set(points))
+        else:
+            plots.accuracy_against(rows, key, others, folder / f"accuracy_vs_{key}.png", title)
     curves = []
     for point in points:
         histories = [(trained or {}).get(run) or read_history(run / "history.csv")

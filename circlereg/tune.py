@@ -31,7 +31,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from circlereg.config import ConfigError, dump, load, positive_int, quote, setting, with_seed
+from circlereg.config import (
+    ConfigError,
+    dump,
+    load,
+    n_tested,
+    positive_int,
+    quote,
+    setting,
+    with_seed,
+)
 from circlereg.constraints import Interval, OneOf, check_option
 from circlereg.grammar import (
     GRID_FUNCTIONS,
@@ -236,7 +245,7 @@ def measured_on(objective: str, config: dict) -> tuple[str, bool]:
     False
     """
     data = config["data"]
-    n_test = data["n_samples"] - data["n_train"]
+    n_test = n_tested(data)
     n_validation = setting(config, "data.n_validation")
     if objective.startswith("train_"):
         return f"the {data['n_train']} training points", False
@@ -743,7 +752,7 @@ def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, w
 
 
 def _n_test(config: dict) -> int:
-    return config["data"]["n_samples"] - config["data"]["n_train"]
+    return n_tested(config["data"])
 
 
 def _table(rows: list[dict], dimensions: list[Dimension], objective: str, spec: dict,

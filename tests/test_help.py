@@ -88,9 +88,10 @@ def test_the_same_argument_reads_the_same_in_every_command():
     by_name: dict[str, set[str]] = {}
     for _, command in COMMANDS:
         for param in command.params:
-            # (reproduce's --seeds is a count, the others' a list: not compared)
+            # not compared: reproduce's --seeds is a count, the others' a list; sweep's
+            # --spec also takes a shipped spec's name, reproduce's a file only
             if param.name in ("config", "configs", "set_", "seed", "repeats", "runs_dir",
-                              "workers", "chunk", "name", "spec"):
+                              "workers", "chunk", "name"):
                 by_name.setdefault(param.name.rstrip("s") if param.name.startswith("config")
                                    else param.name, set()).add(param.metavar)
     assert by_name["config"] == {"NAME|PATH"}

@@ -20,11 +20,14 @@ def test_the_package_ships_every_file_under_configs_byte_for_byte():
     packaged = resources.files("circlereg.configs")
     shipped = {entry.name: entry.read_bytes() for entry in packaged.iterdir()
                if entry.name.endswith(".yaml")}
-    shipped.update({f"reproduce/{entry.name}": entry.read_bytes()
-                    for entry in packaged.joinpath("reproduce").iterdir()})
+    shipped.update({f"{folder}/{entry.name}": entry.read_bytes()
+                    for folder in ("reproduce", "sweeps")
+                    for entry in packaged.joinpath(folder).iterdir()
+                    if entry.name.endswith(".yaml")})
     in_repository = {str(path.relative_to(CONFIGS)): path.read_bytes()
                      for path in CONFIGS.rglob("*.yaml")}
     assert "reproduce/study.yaml" in shipped and "l1_pre_relu.yaml" in shipped
+    assert "sweeps/learning_curve.yaml" in shipped
     assert shipped == in_repository
 
 
@@ -112,7 +115,8 @@ def test_configs_copy_writes_the_packaged_files_to_edit(tmp_path):
     folder = tmp_path / "mine" / "configs"
     result = runner.invoke(app, ["configs", "--copy", str(folder)])
     assert result.exit_code == 0, result.output
-    assert result.output == f"copied 13 configs and reproduce/study.yaml into {folder}\n"
+    assert result.output == ("copied 13 configs and reproduce/study.yaml, "
+                             f"sweeps/learning_curve.yaml into {folder}\n")
     copied = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert copied == {str(p.relative_to(CONFIGS)): p.read_bytes() for p in CONFIGS.rglob("*.yaml")}
     # the copied spec reads the copied configs: its paths are relative to it
@@ -137,7 +141,7 @@ def test_configs_copy_overwrites_nothing_and_checks_every_file_first(tmp_path):
     result = runner.invoke(app, ["configs", "--copy", str(tmp_path / "all")])
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {tmp_path / 'all' / 'baseline.yaml'}: already "
-                                    "exists (and 13 more); ")
+                                    "exists (and 14 more); ")
 
 
 def test_configs_copy_into_a_file_is_refused(tmp_path):
