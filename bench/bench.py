@@ -17,6 +17,8 @@ its own that starts empty:
                training seconds (metrics.json train_seconds), dropout against baseline
     sweep40    2 strengths x 2 placements x 10 seeds = 40 runs, default outputs (run figures
                and model.keras)
+    lr40       8 learning rates x 5 seeds = 40 runs of configs/l1_pre_relu.yaml,
+               --no-run-figures: a sweep of the optimizer's step size
     sweep220   the README's sweep: 11 strengths x 2 placements x --sweep-repeats seeds,
                --no-run-figures
     grow220    the README's sweep cold, then the same sweep with 10 more seeds into the same
@@ -65,7 +67,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "bench" / "peer.py"
 CONFIG = "configs/l1_pre_relu.yaml"
-ROWS = ("run", "dropout", "sweep40", "sweep220", "grow220", "repeat30", "reproduce", "tune",
+ROWS = ("run", "dropout", "sweep40", "lr40", "sweep220", "grow220", "repeat30", "reproduce", "tune",
         "scaling", "datasize")
 DATA_SIZES = (30, 300, 1000, 3000, 30000)
 L1 = "model.regularizers.0.l1"
@@ -251,6 +253,8 @@ def _bench(args: argparse.Namespace, only: list[str], trees: list[Tree]) -> None
         "dropout": [("baseline run", 1, ["run", "configs/baseline.yaml", *epochs]),
                     ("dropout run", 1, ["run", "configs/dropout.yaml", *epochs])],
         "sweep40": [("sweep40", 40, sweep)],
+        "lr40": [("lr40", 40, ["sweep", CONFIG, "train.learning_rate=logspace(-4,-2,8)",
+                               "--repeats", "5", *epochs, "--no-run-figures", "--quiet"])],
         "sweep220": [("sweep220", sweep_runs, big)],
         # The runs it trains: only the 10 new seeds of each point the second time.
         "grow220": [("grow220 cold", sweep_runs, big),

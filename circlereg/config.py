@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from circlereg import lanes
 from circlereg.constraints import (
     Boolean,
     Constraint,
@@ -365,17 +366,10 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
 
 
 def structure_key(config: dict) -> str:
-    """Configs with equal keys can train as replicas of one graph: everything but the
-    seed, the penalty strengths, and how strong each dropout or noise layer is (whether it
-    acts at all is structure)."""
-    model = config["model"]
-    shape = {**config, "name": None, "train": {**config["train"], "seed": None},
-             "model": {**model,
-                       "regularizers": [{**reg, "l1": None, "l2": None}
-                                        for reg in model["regularizers"]],
-                       "dropout": [{**d, "rate": d["rate"] > 0} for d in model["dropout"]],
-                       "noise": [{**n, "stddev": n["stddev"] > 0} for n in model["noise"]]}}
-    return config_hash(shape)
+    """Configs with equal keys can train as replicas of one graph: everything but the lane
+    settings (`lanes.SETTINGS`: the seed, penalty strengths, learning rate, and how strong
+    each dropout or noise layer is, whether it acts at all being structure)."""
+    return config_hash(lanes.structure(config))
 
 
 def check_memory(source: str, config: dict, machine: int | None = None) -> None:

@@ -1,10 +1,10 @@
 """The executor: how a plan's replicas are cut into jobs and scheduled on workers.
 
 Every command (run, run --repeats, sweep, compare, reproduce, tune) builds a `Plan` and calls
-`execute(plan, executor)`. Replicas of one structure (`train.structure_key`: everything but
-seed, penalty strengths, dropout rates and noise stddevs) are cut into jobs of `chunk`
-replicas, each trained as batches of exactly `train.LANES` lanes; so how the plan was cut
-never reaches a replica's numbers.
+`execute(plan, executor)`. Replicas of one structure (`config.structure_key`: everything but
+the lane settings, `lanes.SETTINGS`) are cut into jobs of `chunk` replicas, each trained as
+batches of exactly `train.LANES` lanes; so how the plan was cut never reaches a replica's
+numbers.
 
 A worker (`worker.Worker`) trains a job and writes its run directories itself; this module
 only hands out jobs, reports progress and gathers what the workers wrote, so nothing here
@@ -31,11 +31,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from circlereg.plan import Outputs, Plan, Replica
-from circlereg.worker import Done, Job, Programs
+from circlereg.rundir import Result
+from circlereg.worker import Job, Programs
 
 WORKER = "circlereg.worker:Worker"
 WORKER_MEMORY = 1.0e9  # bytes a worker process may reach on the study's configs (measured
@@ -262,7 +263,7 @@ class Executor:
         return [replace(job, execution=execution) for job in jobs]
 
     def run(self, jobs: list[Job], progress: Callable[[int], None] | None = None
-            ) -> Iterator[tuple[Job, list[Done]]]:
+            ) -> Iterator[tuple[Job, list[Result]]]:
         """Yield (job, what its worker made of each replica) as jobs finish."""
         if self._here is not None:
             for job in jobs:
@@ -275,10 +276,10 @@ class Executor:
     def train_all(self, configs: list[dict], progress=None) -> list:
         """Train without writing anything: train.Results in the order given."""
         jobs = self.jobs([Replica(c, Path(".")) for c in configs], None)
-        results = {d.index: d.result for _, done in self.run(jobs, progress) for d in done}
+        results = {r.index: r for _, done in self.run(jobs, progress) for r in done}
         return [results[i] for i in range(len(configs))]
 
-    def _run_here(self, jobs: list[Job], progress) -> Iterator[tuple[Job, list[Done]]]:
+    def _run_here(self, jobs: list[Job], progress) -> Iterator[tuple[Job, list[Result]]]:
         from multiprocessing.connection import wait
 
         self.start(len(jobs))
@@ -352,32 +353,23 @@ def warm_up_idle(*steps: Callable[[], object]) -> threading.Thread:
     return thread
 
 
-@dataclass
-class Written:
-    """What the writer made of one replica: its metrics and curves, as written."""
-
-    replica: Replica
-    metrics: dict
-    history: dict | None  # None: kept or reused, read it from its history.csv
-
-
 def execute(plan: Plan, executor: Executor | None = None, progress=None,
             on_plan: Callable[[int], None] | None = None,
-            notice: Callable[[str], None] | None = None) -> list[Written]:
+            notice: Callable[[str], None] | None = None) -> list[Result]:
     """Train every replica of a checked plan (`Plan.check`, which its builder runs before
     creating any folder); each worker writes the run directories of what it trained.
     With `plan.runs_dir`, replicas already trained there are kept or reused first
     (`reuse.place`), and each run written is added to the runs directory's index.
     `on_plan(replica_epochs)` is told what is left to train, when anything is; `notice`
-    gets how many were reused and trained. Returns what was written, in plan order (a
-    kept or reused run's history is None: it is on disk). An interrupted plan keeps every
-    run directory already written."""
+    gets how many were reused and trained. Returns each replica's Result as written, in
+    plan order (a kept or reused run's history is None: it is on disk). An interrupted plan
+    keeps every run directory already written."""
     from circlereg.reuse import Placed, place
 
     notice = notice or (lambda message: None)
     own = executor is None
     executor = executor or Executor()
-    written: dict[int, Written] = {}
+    written: dict[int, Result] = {}
     index, placed = None, Placed()
     try:
         if plan.runs_dir is not None:
@@ -386,9 +378,7 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None,
             index = open_index(plan.runs_dir, notice)
             placed = place(plan, index, notice)
             for i in (*placed.kept, *placed.reused):
-                replica = plan.replicas[i]
-                metrics = json.loads((Path(replica.destination) / "metrics.json").read_text())
-                written[i] = Written(replica, metrics, None)
+                written[i] = Result.on_disk(plan.replicas[i])
             index.add([(plan.replicas[i].destination, plan.replicas[i].config)
                        for i in placed.reused])
         todo = [i for i in range(len(plan.replicas)) if i not in written]
@@ -398,9 +388,9 @@ def execute(plan: Plan, executor: Executor | None = None, progress=None,
             jobs = executor.jobs([plan.replicas[i] for i in todo], plan.outputs)
             with contextlib.closing(executor.run(jobs, progress)) as finished:
                 for _, done in finished:
-                    for replica in done:
-                        i = todo[replica.index]
-                        written[i] = Written(plan.replicas[i], replica.metrics, replica.history)
+                    for result in done:
+                        i = todo[result.index]
+                        written[i] = replace(result, replica=plan.replicas[i])
                     if index is not None:
                         index.add([(plan.replicas[todo[d.index]].destination,
                                     plan.replicas[todo[d.index]].config) for d in done])

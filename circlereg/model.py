@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 
 from circlereg.backend import keras, tf
+from circlereg.config import LANES
+from circlereg.lanes import dropout_name, noise_name
 from circlereg.regularizers import Penalty, penalty_from_config
 
 layers = keras.layers
@@ -143,35 +145,64 @@ def _layers(config: dict) -> tuple[list[keras.layers.Layer], list[Penalty], list
     return stack, penalties, hidden_outputs
 
 
-def noise_name(layer: int | None) -> str:
-    return "input_noise" if layer is None else f"hidden_{layer}_noise"
-
-
-def dropout_name(layer: int) -> str:
-    return f"hidden_{layer}_dropout"
-
-
-def random_settings(config: dict) -> dict[str, float]:
-    """Each Dropout's rate and GaussianNoise's stddev, by the name of its layer."""
-    spec = config["model"]
-    return {**{noise_name(item["layer"]): item["stddev"] for item in spec["noise"]},
-            **{dropout_name(item["layer"]): item["rate"] for item in spec["dropout"]}}
-
-
-def hold_random_settings(model: keras.Sequential, config: dict) -> None:
-    """Give a model of the config's structure (train.structure_key: which random layers
-    act, not how strongly) the config's own dropout rates and noise stddevs."""
-    settings = random_settings(config)
-    for layer in model.layers:
-        if isinstance(layer, layers.Dropout):
-            layer.rate = settings[layer.name]
-        elif isinstance(layer, layers.GaussianNoise):
-            layer.stddev = settings[layer.name]
-
-
 def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
     return keras.optimizers.get({"class_name": train["optimizer"],
                                  "config": {"learning_rate": train["learning_rate"]}})
+
+
+def stateless_optimizer(train: dict) -> keras.optimizers.Optimizer:
+    """The config's Keras optimizer, whose `lane_apply` takes its state, the weights and each
+    lane's learning rate as tensors and returns the new weights and state. Keras' TensorFlow
+    optimizers refuse `stateless_apply` (tf.distribute wants real variables); the update
+    rules themselves (`update_step`) are backend-neutral, so this subclass takes the few
+    methods that write variables from Keras' own backend-neutral base, which writes into a
+    StatelessScope, and applies them with a learning rate per lane (`LaneRates`)."""
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    optimizer = make_optimizer(train)
+    neutral = {name: getattr(BaseOptimizer, name) for name in (
+        "stateless_apply", "assign", "assign_add", "assign_sub", "_var_key")}
+    stateless = type(f"Stateless{type(optimizer).__name__}", (LaneRates, type(optimizer)),
+                     neutral)
+    return stateless.from_config(optimizer.get_config())
+
+
+class LaneRates:
+    """An optimizer's update with a learning rate per lane (`train.Lanes`, in the
+    dtype of the optimizer's own learning-rate variable, which the update casts as it casts
+    that): each stacked variable's update takes its lane's rate, shaped to broadcast over
+    the lane's values. Elementwise, the same operations as with one learning rate for every
+    lane: a lane's numbers do not depend on its batch-mates' rates. (The optimizer's own
+    learning-rate variable stays in its state, unread.)"""
+
+    _rates = None  # while `lane_apply` traces
+
+    def lane_apply(self, optimizer_variables, grads, weights, rates):
+        """`stateless_apply` with `rates`, each lane's learning rate."""
+        self._rates = rates
+        try:
+            return self.stateless_apply(optimizer_variables, grads, weights)
+        finally:
+            self._rates = None
+
+    def _lane_rate(self, variable):
+        return tf.reshape(self._rates, [LANES] + [1] * (len(variable.shape) - 1))
+
+    # BaseOptimizer's two readers of the learning rate, with the lane's rate. As before
+    # lane rates, BaseOptimizer's loop over the variables stands in for the class's own
+    # `_backend_update_step`; Nadam's, which also advances its u_product, is not taken.
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        for grad, variable in zip(grads, trainable_variables):
+            self.update_step(grad, variable, self._lane_rate(variable))
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None:
+            return
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                lr = keras.ops.cast(self._lane_rate(variable), variable.dtype)
+                wd = keras.ops.cast(self.weight_decay, variable.dtype)
+                variable.assign(variable - variable * wd * lr)
 
 
 # The compiled engine's random layers. Keras draws Dropout masks and GaussianNoise through
@@ -190,21 +221,6 @@ def random_layers(model: keras.Sequential) -> list[keras.layers.Layer]:
             or isinstance(layer, layers.GaussianNoise) and layer.stddev > 0]
 
 
-def random_lanes(config: dict, drawn: list[keras.layers.Layer]
-                 ) -> tuple[list[float], list[float]]:
-    """One replica's (rates, amounts) for `train_call`, a value per layer of `drawn`
-    (`random_layers`): a Dropout's rate and its scale 1 / (1 - rate), computed in Python as
-    Keras does; a GaussianNoise's stddev (its rate unused)."""
-    settings = random_settings(config)
-    rates, amounts = [], []
-    for layer in drawn:
-        value = settings[layer.name]
-        dropout = isinstance(layer, layers.Dropout)
-        rates.append(value if dropout else 0.0)
-        amounts.append(1 / (1 - value) if dropout else value)
-    return rates, amounts
-
-
 def draw_key(seed, epoch, step):
     """A replica's uint32 key for one training step: train.seed, epoch and the step within
     the epoch (int32 tensors or ints)."""
@@ -216,7 +232,7 @@ def draw_key(seed, epoch, step):
 def train_call(model: keras.Sequential, x, key, rates, amounts):
     """model(x, training=True), with Dropout's masks and GaussianNoise's noise drawn from
     `key` (`draw_key`) rather than from the layers' seed generators, at this replica's
-    `rates` and `amounts` (float32 and the model's dtype, from `random_lanes`): so replicas
+    `rates` and `amounts` (float32 and the model's dtype: `lanes.RANDOM`): so replicas
     of different rates or stddevs share one compiled program. Same formulas as Keras:
     Dropout keeps a unit when u >= rate and scales it by 1 / (1 - rate); GaussianNoise adds
     N(0, stddev^2)."""

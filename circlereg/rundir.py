@@ -16,14 +16,44 @@ import platform
 import shutil
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from circlereg import lanes
 from circlereg.config import NUMBERS_REVISION, ConfigError, config_hash, dump, quote, structure_key
+from circlereg.plan import Replica
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass
+class Result:
+    """One replica, from the engine that trained it to the command that asked: one type all
+    the way. The engine fills its curves, final figures and weights; the worker's writer
+    (`Writer.write`) its metrics, as written to its run directory, dropping the weights
+    that directory now holds; the worker its place in the job (`index`); the executor its
+    replica. A replica kept or reused from disk (`on_disk`) has its metrics and no curves:
+    they are in its history.csv."""
+
+    seed: int
+    history: dict[str, np.ndarray] | None  # each CURVES name -> (epochs run,); None: on disk
+    final: dict[str, float] = field(default_factory=dict)  # train_loss, train_accuracy, ...
+    weights: list[np.ndarray] | None = None  # in model.get_weights() order, until written
+    train_seconds: float = 0.0
+    stopped_epoch: int | None = None  # 1-based epoch early stopping ended the run at
+    shape: dict = field(default_factory=dict)  # the compiled shape that trained it
+    metrics: dict | None = None  # metrics.json, once written
+    index: int | None = None  # its place in its job's plan (`worker.Job.indices`)
+    replica: Replica | None = None
+
+    @classmethod
+    def on_disk(cls, replica: Replica) -> Result:
+        """A replica already written: its metrics, read from its run directory."""
+        metrics = json.loads((Path(replica.destination) / "metrics.json").read_text())
+        return cls(replica.config["train"]["seed"], None, metrics=metrics, replica=replica)
 
 
 def utc_stamp() -> str:
@@ -147,9 +177,11 @@ class Writer:
                 plots.warm_up()
         return self._probes[key]
 
-    def write(self, replica, result, split, execution: dict | None = None) -> dict:
-        """Write one replica's run directory (atomically); returns its metrics.
-        `execution`: how the plan was trained (backend, workers), for environment.json."""
+    def write(self, replica: Replica, result: Result, split, execution: dict | None = None
+              ) -> Result:
+        """Write one replica's run directory (atomically); returns the result as written:
+        with its metrics, without its weights. `execution`: how the plan was trained
+        (backend, workers), for environment.json."""
         import time
 
         from circlereg import plots
@@ -191,7 +223,7 @@ class Writer:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         finish_run(scratch, final, figures, metrics, time.perf_counter() - start)
-        return metrics
+        return replace(result, weights=None, metrics=metrics)
 
 
 def finish_run(scratch: Path, final: Path, figures: list[tuple], metrics: dict,
@@ -234,14 +266,10 @@ class ActivationProbe:
                                      autograph=False)
 
     def hold(self, config: dict, weights: list[np.ndarray]):
-        """The model, now with this replica's weights, strengths, dropout rates and noise
-        stddevs (model.keras saves them)."""
-        from circlereg.model import hold_random_settings
-
+        """The model, now with this replica's weights and lane settings (`lanes.hold`:
+        strengths, dropout rates and noise stddevs; model.keras saves them)."""
         self.built.model.set_weights(weights)
-        hold_random_settings(self.built.model, config)
-        for penalty, reg in zip(self.built.penalties, config["model"]["regularizers"]):
-            penalty.strengths.assign([reg["l1"], reg["l2"]])
+        lanes.hold(self.built, config)
         return self.built.model
 
     def warm_up(self, boundary_points: int = 0) -> None:

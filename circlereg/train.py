@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -33,33 +32,22 @@ import numpy as np
 from circlereg.backend import compiling, keras, tf
 from circlereg.config import LANES, setting
 from circlereg.data import Split
+from circlereg.lanes import INPUTS
 from circlereg.model import (
     BUILDING,
     build_model,
     draw_key,
     make_optimizer,
-    random_lanes,
     random_layers,
+    stateless_optimizer,
     train_call,
 )
+from circlereg.rundir import Result
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Every structure traces its own program by design; TensorFlow's "excessive retracing"
 # warning about that is noise here.
 tf.get_logger().setLevel("ERROR")
-
-
-@dataclass
-class Result:
-    """One trained replica: its per-epoch curves, final evaluation and weights."""
-
-    seed: int
-    history: dict[str, np.ndarray]  # each CURVES name -> (epochs run,)
-    final: dict[str, float]  # train_loss, train_accuracy, test_loss, test_accuracy
-    weights: list[np.ndarray]  # in model.get_weights() order
-    train_seconds: float
-    stopped_epoch: int | None = None  # 1-based epoch early stopping ended the run at
-    shape: dict = field(default_factory=dict)  # the compiled shape that trained it
 
 
 def _segments(epochs: int, parts: int = 8) -> list[int]:
@@ -68,28 +56,12 @@ def _segments(epochs: int, parts: int = 8) -> list[int]:
     return [min(size, epochs - start) for start in range(0, epochs, size)]
 
 
-def stateless_optimizer(train: dict) -> keras.optimizers.Optimizer:
-    """The config's Keras optimizer, whose `stateless_apply` takes its state and the weights
-    as tensors and returns the new ones. Keras' TensorFlow optimizers refuse
-    `stateless_apply` (tf.distribute wants real variables); the update rules themselves
-    (`update_step`) are backend-neutral, so this subclass takes the few methods that write
-    variables from Keras' own backend-neutral base, which writes into a StatelessScope."""
-    from keras.src.optimizers.base_optimizer import BaseOptimizer
-
-    optimizer = make_optimizer(train)
-    neutral = {name: getattr(BaseOptimizer, name) for name in (
-        "stateless_apply", "assign", "assign_add", "assign_sub", "_var_key",
-        "_backend_update_step", "_apply_weight_decay")}
-    stateless = type(f"Stateless{type(optimizer).__name__}", (type(optimizer),), neutral)
-    return stateless.from_config(optimizer.get_config())
-
-
 class LaneProgram:
     """The compiled training of one structure (`structure_key`), for `LANES` replicas at a
     time: pure functions of what they train. In: the stacked weights, non-trainable state,
-    optimizer state and early-stopping bookkeeping (`Carry`), each lane's seed, penalty
-    strengths, dropout rates and noise stddevs, and the data, from a batch's own variables
-    (`_slot`); out: the new carry (written back to them) and the curves. Built (traced and
+    optimizer state and early-stopping bookkeeping (`Carry`), each lane's settings (`Lanes`:
+    `lanes.SETTINGS`), and the data, from a batch's own variables (`Slot`); out: the new
+    carry (written back to them) and the curves. Built (traced and
     compiled) once per structure and shared by every worker thread: nothing in it changes
     after it is built.
 
@@ -113,8 +85,8 @@ class LaneProgram:
         self.shuffle = setting(config, "train.shuffle")
         self.dtype = train_cfg["dtype"]
         split = split.astype(self.dtype)
-        self.data = tuple(tf.constant(a) for a in (split.train_x, split.train_y, split.test_x,
-                                                   split.test_y))
+        self.data = Data(*(tf.constant(a) for a in (split.train_x, split.train_y,
+                                                    split.test_x, split.test_y)))
         self.built = build_model(config)
         model = self.built.model
         self.random = random_layers(model)
@@ -138,8 +110,12 @@ class LaneProgram:
                                           self.dtype) if self.early["enabled"] else None
         self.optimizer = stateless_optimizer(train_cfg)
         self.optimizer.build(self.stacked)
-        # Moments, step count and learning rate as built: every batch starts from them.
+        # Moments and step count as built: every batch starts from them (and from the
+        # learning rate as built, which nothing reads: each lane has its own, in `Lanes`).
         self.optimizer_start = [v.numpy() for v in self.optimizer.variables]
+        # Each lane's learning rate in the dtype of the optimizer's own (Keras' floatx).
+        self.dtypes = {"int32": np.int32, "float32": np.float32, "model": self.dtype,
+                       "optimizer": self.optimizer._learning_rate.dtype}
         # The evaluation, traced once per data shape for both the epoch loop and the final
         # figures (each trace of a vectorized evaluation costs ~0.3 s); XLA inlines it.
         self.evaluate = tf.function(self._evaluate, autograph=False)
@@ -185,10 +161,10 @@ class LaneProgram:
             done += count
             if progress is not None:
                 progress(count * len(configs))
-        carry = slot[0]
+        carry = slot.carry
         if self.early["enabled"] and self.early["restore_best_weights"]:
             # as EarlyStopping.on_train_end
-            for variable, best in zip(carry.weights + carry.state, carry.early[3]):
+            for variable, best in zip(carry.weights + carry.state, carry.early.best_weights):
                 variable.assign(best)
         curves = [tf.concat(part, axis=0).numpy() for part in zip(*parts)]
         (train_loss, train_acc), (test_loss, test_acc) = self.final(slot)
@@ -196,11 +172,11 @@ class LaneProgram:
         stacked, state = [v.numpy() for v in carry.weights], [v.numpy() for v in carry.state]
         weights = [(stacked if is_trainable else state)[i] for is_trainable, i in
                    self.weight_order]
-        stopped = carry.early[2].numpy() if self.stopping else np.full(LANES, -1)
+        stopped = carry.early.stopped.numpy() if self.stopping else np.full(LANES, -1)
         sums = {"train_loss": train_loss, "train_accuracy": train_acc, "test_loss": test_loss,
                 "test_accuracy": test_acc}
         return unstack(configs, curves, {k: v.numpy() for k, v in sums.items()}, weights,
-                       stopped, (len(self.data[0]), len(self.data[2])), self.dtype,
+                       stopped, (len(self.data.train_x), len(self.data.test_x)), self.dtype,
                        seconds, self.shape)
 
     def _inputs(self, configs: list[dict], starts: list) -> tuple[Carry, Lanes]:
@@ -212,14 +188,10 @@ class LaneProgram:
                           for part in zip(*starts))
         carry = Carry(weights, state, [tf.constant(v) for v in self.optimizer_start],
                       self.stopping.start(weights + state) if self.stopping else ())
-        strengths = [[[r["l1"], r["l2"]] for r in c["model"]["regularizers"]] for c in configs]
-        rates, amounts = zip(*(random_lanes(c, self.random) for c in configs))
-        drawn = len(self.random)
-        return carry, Lanes(
-            tf.constant(np.array(strengths, self.dtype).reshape(LANES, -1, 2)),
-            tf.constant([c["train"]["seed"] for c in configs], tf.int32),
-            tf.constant(np.array(rates, np.float32).reshape(LANES, drawn)),
-            tf.constant(np.array(amounts, self.dtype).reshape(LANES, drawn)))
+        drawn = [layer.name for layer in self.random]
+        return carry, Lanes(*(tf.constant(np.array([i.read(c, drawn) for c in configs],
+                                                   self.dtypes[i.dtype]).reshape(
+            (LANES,) if i.items is None else (LANES, -1, *i.items))) for i in INPUTS))
 
     def _forward(self, weights, state, strength, x, y, training, key=None, randoms=None):
         """One replica on one batch: (loss including penalties, number correct, new state).
@@ -280,8 +252,8 @@ class LaneProgram:
         loss, hits, state, grads = tf.vectorized_map(one, (
             carry.weights, carry.state, lanes.strengths, lanes.seeds, x, y,
             (lanes.rates, lanes.amounts) if self.random else ()))
-        weights, optimizer = self.optimizer.stateless_apply(carry.optimizer, grads,
-                                                            carry.weights)
+        weights, optimizer = self.optimizer.lane_apply(carry.optimizer, grads, carry.weights,
+                                                       lanes.learning_rates)
         weights = [w if c is None else tf.vectorized_map(c, w)  # as Keras' optimizer does
                    for w, c in zip(weights, self.constraints)]
         if frozen is not None:  # early-stopped replicas keep their weights
@@ -290,7 +262,7 @@ class LaneProgram:
         return carry._replace(weights=weights, state=state, optimizer=optimizer), loss, hits
 
     def _train_epoch(self, carry, lanes, data, epoch, frozen):
-        tx, ty = data[0], data[1]
+        tx, ty = data.train_x, data.train_y
         n_train = tx.shape[0]
         zeros = (tf.zeros(LANES, self.dtype), tf.zeros(LANES, self.dtype))
         if self.batch_size >= n_train:  # one full batch, in order, as in the study
@@ -324,10 +296,10 @@ class LaneProgram:
 
         def body(i, carry, curves):
             epoch = first_epoch + i
-            frozen = tf.not_equal(carry.early[2], -1) if stopping else None
+            frozen = tf.not_equal(carry.early.stopped, -1) if stopping else None
             carry, (loss, accuracy) = self._train_epoch(carry, lanes, data, epoch, frozen)
             val_loss, val_accuracy = self.evaluate(carry.weights, carry.state,
-                                                   lanes.strengths, data[2], data[3])
+                                                   lanes.strengths, data.test_x, data.test_y)
             values = (loss, accuracy, val_loss, val_accuracy)
             if stopping:
                 carry = stopping.update(carry, epoch, dict(zip(CURVES, values)))
@@ -343,7 +315,8 @@ class LaneProgram:
         curves."""
         carry, lanes, data = _read(slot)
         carry, curves = self._run(carry, lanes, data, first_epoch, count)
-        tf.nest.map_structure(lambda variable, value: variable.assign(value), slot[0], carry)
+        tf.nest.map_structure(lambda variable, value: variable.assign(value), slot.carry,
+                              carry)
         return curves
 
     def _final_slot(self, slot):
@@ -351,40 +324,59 @@ class LaneProgram:
 
     def _final(self, carry, lanes, data):
         w, st, s = carry.weights, carry.state, lanes.strengths
-        return self.evaluate(w, st, s, data[0], data[1]), self.evaluate(w, st, s, data[2],
-                                                                        data[3])
+        return (self.evaluate(w, st, s, data.train_x, data.train_y),
+                self.evaluate(w, st, s, data.test_x, data.test_y))
+
+
+class EarlyState(NamedTuple):
+    """Early stopping's bookkeeping (`LaneEarlyStopping`), one value per lane."""
+
+    best: tf.Tensor  # the best value of the monitored curve so far
+    wait: tf.Tensor  # epochs since it improved
+    stopped: tf.Tensor  # the 0-based epoch the lane stopped at, -1 while it trains
+    best_weights: list  # the weights and state at the best epoch (restore_best_weights)
 
 
 class Carry(NamedTuple):
     """What training carries from step to step, lanes first: the stacked weights and
     non-trainable state, the optimizer's variables (`optimizer.variables` order), and early
-    stopping's (best, wait, stopped, best weights) or ()."""
+    stopping's bookkeeping (`EarlyState`), or () without early stopping."""
 
     weights: list
     state: list
     optimizer: list
-    early: tuple
+    early: EarlyState | tuple
 
 
-class Lanes(NamedTuple):
-    """Each lane's settings: penalty strengths (l1, l2) per regularizer, train.seed, and
-    each random layer's rate (float32, as the uniforms it is compared with) and scale or
-    stddev (`model.random_lanes`)."""
-
-    strengths: tf.Tensor
-    seeds: tf.Tensor
-    rates: tf.Tensor
-    amounts: tf.Tensor
+# Each lane's settings, one field per input of `lanes.SETTINGS` (lanes first): penalty
+# strengths (l1, l2) per regularizer, train.seed, each random layer's rate and scale or
+# stddev, the learning rate.
+Lanes = NamedTuple("Lanes", [(i.name, tf.Tensor) for i in INPUTS])
 
 
-def _slot(carry: Carry, lanes: Lanes, data: tuple):
+class Data(NamedTuple):
+    train_x: tf.Tensor
+    train_y: tf.Tensor
+    test_x: tf.Tensor
+    test_y: tf.Tensor
+
+
+class Slot(NamedTuple):
+    """One batch's own variables (`_slot`)."""
+
+    carry: Carry
+    lanes: Lanes
+    data: Data
+
+
+def _slot(carry: Carry, lanes: Lanes, data: Data) -> Slot:
     """One batch's own variables holding its carry, lane settings and data: what a call of
     the program reads and updates. The program takes them as arguments, so one trace and
     compile serves every batch; and variables, not tensors, so that programs running in
     several worker threads at once run side by side. (Called with tensors in and out, two
     programs took turns on TensorFlow's one intra-op thread: a 220-run sweep took 30 s
     instead of 23 s on two workers.)"""
-    return tf.nest.map_structure(tf.Variable, (carry, lanes, data))
+    return tf.nest.map_structure(tf.Variable, Slot(carry, lanes, data))
 
 
 def _read(slot):
@@ -420,19 +412,19 @@ def _batched(n: int, size: int, arrays: tuple, add, start):
 
 class LaneEarlyStopping:
     """keras.callbacks.EarlyStopping for every lane at once, as pure functions of the
-    carry: its bookkeeping (best value, epochs waited, the epoch each lane stopped at, best
-    weights and state) travels in `Carry.early`."""
+    carry: its bookkeeping (`EarlyState`) travels in `Carry.early`."""
 
     def __init__(self, settings: dict, n_train: int, n_test: int, dtype: str):
         self.settings, self.dtype = settings, dtype
         self.size = n_test if settings["monitor"].startswith("val_") else n_train
 
-    def start(self, weights: list) -> tuple:
+    def start(self, weights: list) -> EarlyState:
         """The bookkeeping at the start of training; `weights`: the carry's weights and
         state."""
         worst = np.inf if self.settings["monitor"].endswith("loss") else -np.inf
-        return (tf.constant(np.full(LANES, worst, self.dtype)), tf.zeros(LANES, tf.int32),
-                tf.constant(np.full(LANES, -1, np.int32)), [tf.zeros_like(w) for w in weights])
+        return EarlyState(tf.constant(np.full(LANES, worst, self.dtype)),
+                          tf.zeros(LANES, tf.int32), tf.constant(np.full(LANES, -1, np.int32)),
+                          [tf.zeros_like(w) for w in weights])
 
     def update(self, carry: Carry, epoch, sums: dict) -> Carry:
         """EarlyStopping.on_epoch_end, from the epoch's summed curves."""
@@ -452,7 +444,7 @@ class LaneEarlyStopping:
                             zip(carry.weights + carry.state, best_weights)]
         stop = running & ~improved & (wait >= self.settings["patience"]) & (epoch > 0)
         stopped = tf.where(stop, epoch, stopped)
-        return carry._replace(early=(best, wait, stopped, best_weights))
+        return carry._replace(early=EarlyState(best, wait, stopped, best_weights))
 
 
 def unstack(configs: list[dict], curves: list[np.ndarray], sums: dict,

@@ -23,9 +23,10 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from circlereg.plan import Outputs, Replica
+from circlereg.rundir import Result
 
 PROGRAM_LIMIT = 8  # compiled programs a worker keeps; the least recently used goes first
 
@@ -42,17 +43,6 @@ class Job:
     execution: dict = field(default_factory=dict)  # how the plan runs: environment.json
 
 
-@dataclass
-class Done:
-    """One replica of a job: what the writer made of it and its curves, or (train only) its
-    train.Result and its curves."""
-
-    index: int
-    metrics: dict | None = None
-    history: dict | None = None
-    result: object | None = None
-
-
 class Programs:
     """Compiled programs (`train.LaneProgram`) by structure key, least recently used first
     out. A program is a pure function of what it trains: whoever holds one may train any
@@ -61,6 +51,9 @@ class Programs:
     def __init__(self, limit: int = PROGRAM_LIMIT):
         self.limit = limit
         self._ready: collections.OrderedDict[str, object] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ready)
 
     def get(self, key: str):
         program = self._ready.get(key)
@@ -98,9 +91,10 @@ class Worker:
             self._splits[key] = load_split(config["data"])
         return self._splits[key]
 
-    def handle(self, job: Job, progress=None) -> list[Done]:
-        """Train the job's replicas and write each one's run directory (or, without
-        outputs, return their Results); `progress(replica_epochs)` as training advances."""
+    def handle(self, job: Job, progress=None) -> list[Result]:
+        """Train the job's replicas and write each one's run directory; returns their
+        Results (as written; without outputs, as trained, weights included), each with its
+        `index`. `progress(replica_epochs)` as training advances."""
         from circlereg.config import LANES
         from circlereg.train import train_fit
 
@@ -173,14 +167,13 @@ class Worker:
             self.built += time.perf_counter() - start
         return program
 
-    def _finish(self, job: Job, i: int, result) -> Done:
-        index = job.indices[i]
+    def _finish(self, job: Job, i: int, result: Result) -> Result:
+        result = replace(result, index=job.indices[i])
         if job.outputs is None:
-            return Done(index, history=result.history, result=result)
+            return result
         replica = job.replicas[i]
-        metrics = self._writer(job.outputs).write(replica, result, self.split(replica.config),
-                                                  job.execution)
-        return Done(index, metrics, result.history)
+        return self._writer(job.outputs).write(replica, result, self.split(replica.config),
+                                               job.execution)
 
 
 def load_worker(factory: str):
@@ -218,7 +211,7 @@ def end_with_parent(parent: int) -> None:
 def main() -> None:
     """A worker process: `python -I -c ... FD SYS_PATH FACTORY PARENT_PID` (see
     executor.WorkerProcess). Reads jobs from the socket FD and answers, for each,
-    ("progress", replica_epochs) messages and then ("done", number, [Done], seconds,
+    ("progress", replica_epochs) messages and then ("done", number, [Result], seconds,
     seconds building its program) or ("error", number, exception). Ctrl-C (SIGINT, from the
     terminal or the parent) ends the job at hand, leaving no run directory half-written,
     and the process."""

@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from circlereg.worker import Done
+from circlereg.rundir import Result
 
 SECONDS = 1.5  # one job's "training"
 WRITE_SECONDS = 0.1  # one job's "writing"
@@ -26,8 +26,8 @@ class SleepWorker:
         for index, replica in zip(job.indices, job.replicas):
             replica.destination.mkdir(parents=True)
             (replica.destination / "done.json").write_text(json.dumps({"pid": os.getpid()}))
-            done.append(Done(index, {"start": start, "end": time.time(), "pid": os.getpid()},
-                             {}))
+            done.append(Result(0, {}, index=index, metrics={
+                "start": start, "end": time.time(), "pid": os.getpid()}))
         return done
 
 

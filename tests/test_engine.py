@@ -74,6 +74,36 @@ def test_each_replica_in_a_batch_is_bit_identical_to_its_single_run(executor, ba
     assert batched[2].history["loss"][0] > batched[0].history["loss"][0]
 
 
+def test_a_learning_rate_sweep_trains_in_one_program_each_lane_as_alone():
+    """The learning rate is a lane setting (circlereg.lanes): a sweep over it is one job of
+    one structure, trained by one program, and each lane's numbers are those of its config
+    trained alone, bit for bit, in a program built for another learning rate or its own.
+    AdamW: both of the optimizer's readers of the rate, the update and the weight decay."""
+    from pathlib import Path
+
+    from circlereg.config import structure_key
+    from circlereg.executor import Executor, make_jobs
+    from circlereg.plan import Replica
+    from circlereg.worker import Programs
+
+    rates = [study_config("l1_pre_relu", "train.epochs=30", "train.optimizer=adamw",
+                          f"train.learning_rate={rate}") for rate in (1e-3, 3e-3, 1e-2)]
+    assert len({structure_key(c) for c in rates}) == 1
+    assert len(make_jobs([Replica(c, Path(".")) for c in rates], None, 4, LANES)) == 1
+    programs, own = Programs(), Programs()
+    with Executor(programs=programs) as shared, Executor(programs=own) as fresh:
+        together = shared.train_all(rates)
+        assert len(programs) == 1
+        alone = [shared.train_all([c])[0] for c in rates[:2]] + fresh.train_all(rates[2:])
+    for lane, single in zip(together, alone):
+        for curve in CURVES:
+            assert np.array_equal(lane.history[curve], single.history[curve]), curve
+        assert lane.final == single.final
+        assert all(np.array_equal(a, b) for a, b in zip(lane.weights, single.weights))
+    losses = [r.history["loss"][-1] for r in together]
+    assert len(set(losses)) == 3  # and each rate trains its own way
+
+
 def test_minibatches_train_every_point_each_epoch(executor):
     config = study_config("baseline", "train.epochs=30", "train.batch_size=8",
                           "model.hidden=[32]")
