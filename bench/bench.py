@@ -183,7 +183,7 @@ BUILD = """
 import time
 from circlereg.config import load
 from circlereg.data import load_split
-from circlereg import train
+from circlereg.engine import train
 config = load({config!r}, {overrides!r})
 split = load_split(config["data"])
 build = getattr(train, "LaneProgram", None) or getattr(train, "LaneTrainer")

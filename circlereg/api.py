@@ -216,7 +216,7 @@ def _where(workers: int | None, backend: str):
     if backend != "local":
         raise ConfigError("workers", "", f"0 trains in this process; with backend "
                                          f"{backend!r} give workers=N or None")
-    from circlereg.worker import Programs
+    from circlereg.engine.worker import Programs
 
     if commands.PROGRAMS is not None:  # the tests' cache, shared by every command they run
         return commands.PROGRAMS

@@ -40,7 +40,7 @@ class WorkerActor:
     """One Ray actor: a worker, alive as long as the actor."""
 
     def __init__(self):
-        from circlereg.worker import Worker
+        from circlereg.engine.worker import Worker
 
         self.worker = Worker()
 

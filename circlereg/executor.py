@@ -35,10 +35,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from circlereg.plan import Outputs, Plan, Replica
+from circlereg.protocol import Job, load_worker
 from circlereg.rundir import Result
-from circlereg.worker import Job, Programs
 
-WORKER = "circlereg.worker:Worker"
+WORKER = "circlereg.engine.worker:Worker"
 WORKER_MEMORY = 1.0e9  # bytes a worker process may reach on the study's configs (measured
 # ~0.6 GB with run figures); defaults keep the workers within MEMORY_SHARE of the machine
 MEMORY_SHARE = 0.75
@@ -125,7 +125,7 @@ class WorkerProcess:
     one socket; its stdout goes to our stderr, so nothing it prints mixes with ours."""
 
     BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
-            "from circlereg.worker import main; main()")
+            "from circlereg.engine.worker import main; main()")
 
     def __init__(self, factory: str):
         from multiprocessing import Pipe
@@ -177,7 +177,7 @@ class Executor:
 
     def __init__(self, workers: int | None = None, backend: str = "local",
                  address: str | None = None, chunk: int | None = None,
-                 programs: Programs | None = None, worker: str = WORKER):
+                 programs=None, worker: str = WORKER):
         """`workers`: jobs at once (default: `default_workers()` locally, one actor per CPU
         on Ray). `programs`: train in this process, on these compiled programs, owned by the
         caller. `worker`: the worker class as `module:attribute`. Making one imports no
@@ -187,8 +187,6 @@ class Executor:
         self._factory = worker
         self._here = None
         if programs is not None:
-            from circlereg.worker import load_worker
-
             self._here = load_worker(worker)(programs)
         self._processes: list[WorkerProcess] = []
         self._ray = None

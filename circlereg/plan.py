@@ -58,7 +58,7 @@ class Plan:
         for replica in self.replicas:
             kinds = tuple(reg["kind"] for reg in replica.config["model"]["regularizers"])
             if (replica.source, kinds) not in seen and set(kinds) - set(BUILTIN_KINDS):
-                from circlereg.regularizers import check_custom_regularizers
+                from circlereg.engine.regularizers import check_custom_regularizers
 
                 seen.add((replica.source, kinds))
                 check_custom_regularizers(replica.config, replica.source)

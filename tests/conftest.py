@@ -14,7 +14,7 @@ def programs():
     """One cache of compiled programs for the session, owned here: every executor the tests
     make, and every command they invoke in this process, reuses its compiled graphs."""
     from circlereg import commands, plots  # noqa: F401
-    from circlereg.executor import Programs
+    from circlereg.engine.worker import Programs
 
     # plots (matplotlib) imported here first: commands invoked in this process write their
     # runs in it too, where a command's warm-up thread and the writer's would otherwise import

@@ -120,10 +120,10 @@ sys.addaudithook(lambda event, args: loaded.append(args[0]) if event == "import"
 settings = {"train.epochs": 20}
 first = circlereg.run("l1_pre_relu", set=settings, seed=3, runs_dir=runs_dir)
 assert "tensorflow" in sys.modules
-import circlereg.train
+import circlereg.engine.train
 traced = []
-build = circlereg.train.LaneProgram.__init__
-circlereg.train.LaneProgram.__init__ = lambda *a, **k: traced.append(1) or build(*a, **k)
+build = circlereg.engine.train.LaneProgram.__init__
+circlereg.engine.train.LaneProgram.__init__ = lambda *a, **k: traced.append(1) or build(*a, **k)
 second = circlereg.run("l1_pre_relu", set=settings, seed=4, runs_dir=runs_dir, figures=False)
 found = {"tensorflow_loads": len(loaded), "processes": len(started),
          "traced_again": len(traced), "rows": [len(first), len(second)],

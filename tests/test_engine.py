@@ -5,8 +5,8 @@ import pytest
 
 from circlereg.config import load, with_seed
 from circlereg.data import load_split
-from circlereg.model import Seeds, build_model, initial_state
-from circlereg.train import CURVES, LANES, train_fit
+from circlereg.engine.model import Seeds, build_model, initial_state
+from circlereg.engine.train import CURVES, LANES, train_fit
 
 from .conftest import CONFIGS
 
@@ -82,9 +82,9 @@ def test_a_learning_rate_sweep_trains_in_one_program_each_lane_as_alone():
     from pathlib import Path
 
     from circlereg.config import structure_key
+    from circlereg.engine.worker import Programs
     from circlereg.executor import Executor, make_jobs
     from circlereg.plan import Replica
-    from circlereg.worker import Programs
 
     rates = [study_config("l1_pre_relu", "train.epochs=30", "train.optimizer=adamw",
                           f"train.learning_rate={rate}") for rate in (1e-3, 3e-3, 1e-2)]
@@ -119,7 +119,7 @@ def hlo_size(n_train: int, n_test: int) -> int:
     """Instructions in the compiled epoch loop's program for this much data (batch 32)."""
     import tensorflow as tf
 
-    from circlereg.train import LaneProgram, _slot
+    from circlereg.engine.train import LaneProgram, _slot
 
     config = study_config("baseline", "train.epochs=2", "model.hidden=[8]",
                           f"data.n_train={n_train}", f"data.n_samples={n_train + n_test}")

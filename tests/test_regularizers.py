@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 from circlereg.config import ConfigError, resolve
-from circlereg.regularizers import (
+from circlereg.engine.regularizers import (
     Penalty,
     check_custom_regularizers,
     keras_divides_activity_penalty,

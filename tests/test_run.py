@@ -54,7 +54,7 @@ def test_run_directory_holds_every_file_parseable(study_run):
 def test_saved_model_reloads_and_scores_as_reported(study_run):
     import keras
 
-    import circlereg.regularizers  # noqa: F401  (registers Penalty for deserialisation)
+    import circlereg.engine.regularizers  # noqa: F401  (registers Penalty for deserialisation)
     from circlereg.data import load_split
 
     path, _ = study_run
@@ -205,7 +205,7 @@ def test_stderr_carries_no_library_start_up_chatter(tmp_path):
     ("Traceback (most recent call last):", False),
 ])
 def test_only_known_start_up_lines_are_dropped(line, chatter):
-    from circlereg.backend import CHATTER
+    from circlereg.engine.backend import CHATTER
 
     assert bool(CHATTER.fullmatch(line)) == chatter
 

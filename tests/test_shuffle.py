@@ -9,7 +9,7 @@ import yaml
 
 from circlereg.config import ConfigError, load, resolve, with_seed
 from circlereg.data import load_split
-from circlereg.train import (
+from circlereg.engine.train import (
     CURVES,
     batches_fit_trains,
     fit_order,

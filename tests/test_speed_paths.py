@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from circlereg.model import draw_key, normal, uniform
+from circlereg.engine.model import draw_key, normal, uniform
 
 from .conftest import CONFIGS, ROOT
 
@@ -147,8 +147,9 @@ def test_a_run_whose_figure_fails_is_never_left_looking_complete(executor, tmp_p
     from circlereg import plots
     from circlereg.config import load
     from circlereg.data import load_split
+    from circlereg.engine.writer import Writer
     from circlereg.plan import Outputs, Replica
-    from circlereg.rundir import Writer, run_state
+    from circlereg.rundir import run_state
 
     config = load(CONFIGS / "l1_pre_relu.yaml", ["train.epochs=20"])
     (result,) = executor.train_all([config])

@@ -103,7 +103,7 @@ def test_sweep_writes_summary_plots_and_sub_runs(tmp_path):
     # Sub-runs of one model shape share a probe model; each model.keras keeps its own strength.
     import keras
 
-    import circlereg.regularizers  # noqa: F401  (registers Penalty for loading)
+    import circlereg.engine.regularizers  # noqa: F401  (registers Penalty for loading)
     for point, l1 in (("p000", 1e-4), ("p002", 1e-3)):
         model = keras.saving.load_model(folder / point / "seed_2" / "model.keras")
         (penalty,) = [layer.activity_regularizer for layer in model.layers

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from circlereg.cli import app
 from circlereg.config import load, with_seed
 from circlereg.data import load_split
-from circlereg.model import build_model
-from circlereg.train import CURVES, train_fit
+from circlereg.engine.model import build_model
+from circlereg.engine.train import CURVES, train_fit
 
 from .conftest import CONFIGS, ROOT
 

@@ -57,7 +57,7 @@ def test_a_free_worker_helps_only_when_that_ends_the_work_sooner():
     from collections import Counter
 
     from circlereg.executor import choose
-    from circlereg.worker import Job
+    from circlereg.protocol import Job
 
     pending = [Job(n, "a", [n], [], None) for n in range(6)] + [Job(6, "b", [6], [], None)]
     assert choose({"b"}, pending, Counter(a=1, b=1), {}).key == "b"  # its own program
@@ -156,7 +156,7 @@ def test_a_worker_that_dies_stops_the_plan_in_one_line_and_leaves_no_process(tmp
 
 def test_a_config_error_in_a_worker_reaches_the_command_as_itself():
     from circlereg.config import ConfigError
-    from circlereg.worker import portable
+    from circlereg.engine.worker import portable
 
     sent = portable(ConfigError("a.yaml", "model.hidden", "must be a list"))
     assert type(sent) is ConfigError

@@ -29,11 +29,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from circlereg.backend import compiling, keras, tf
 from circlereg.config import LANES, setting
 from circlereg.data import Split
-from circlereg.lanes import INPUTS
-from circlereg.model import (
+from circlereg.engine.backend import compiling, keras, tf
+from circlereg.engine.model import (
     BUILDING,
     build_model,
     draw_key,
@@ -42,6 +41,7 @@ from circlereg.model import (
     stateless_optimizer,
     train_call,
 )
+from circlereg.lanes import INPUTS
 from circlereg.rundir import Result
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from circlereg.backend import keras
 from circlereg.config import BUILTIN_KINDS, ConfigError, shorten
+from circlereg.engine.backend import keras
 
 ops = keras.ops
 

@@ -21,10 +21,10 @@ import random
 import threading
 from dataclasses import dataclass
 
-from circlereg.backend import keras, tf
 from circlereg.config import LANES
+from circlereg.engine.backend import keras, tf
+from circlereg.engine.regularizers import Penalty, penalty_from_config
 from circlereg.lanes import dropout_name, noise_name
-from circlereg.regularizers import Penalty, penalty_from_config
 
 layers = keras.layers
 # TensorFlow numbers traced functions and variables from one process-wide counter, and those

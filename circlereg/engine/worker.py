@@ -4,7 +4,7 @@ A `Job` is replicas of one structure (`config.structure_key`), trained as batche
 `LANES` lanes, so which worker trained a replica, and with what else, never reaches its
 numbers. The worker keeps what a structure costs to set up (its compiled program, the
 writer's probe model, the data split) for as long as it lives, and writes each run
-directory itself (`rundir.Writer`), figures included: training, metrics and writing all
+directory itself (`writer.Writer`), figures included: training, metrics and writing all
 proceed in as many places at once as there are workers.
 
 Where a worker runs is the executor's business: a worker process of the local executor
@@ -16,31 +16,24 @@ programs across commands).
 from __future__ import annotations
 
 import collections
-import importlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from circlereg.plan import Outputs, Replica
+from circlereg.config import LANES, config_hash
+from circlereg.data import load_split
+from circlereg.engine.model import initial_state
+from circlereg.engine.train import LaneProgram, train_fit
+from circlereg.engine.writer import Writer
+from circlereg.plan import Outputs
+from circlereg.protocol import Job, load_worker
 from circlereg.rundir import Result
 
 PROGRAM_LIMIT = 8  # compiled programs a worker keeps; the least recently used goes first
-
-
-@dataclass
-class Job:
-    """What a worker is handed: replicas of one structure and where each goes."""
-
-    number: int  # the job's place in the executor's list, reported back with what it made
-    key: str  # config.structure_key of every replica in it
-    indices: list[int]  # the replicas' places in the plan (or in Executor.train_all's list)
-    replicas: list[Replica]
-    outputs: Outputs | None  # what each run directory holds; None: train, return Results
-    execution: dict = field(default_factory=dict)  # how the plan runs: environment.json
 
 
 class Programs:
@@ -77,15 +70,8 @@ class Worker:
         self._writers: dict[Outputs, object] = {}
         self.built = 0.0  # seconds the last job spent building its program
 
-    def start(self) -> None:
-        """Load TensorFlow now, while the parent is still handing out jobs."""
-        import circlereg.train  # noqa: F401
-
     def split(self, config: dict):
         """The config's data split, made once per data section."""
-        from circlereg.config import config_hash
-        from circlereg.data import load_split
-
         key = config_hash(config["data"])
         if key not in self._splits:
             self._splits[key] = load_split(config["data"])
@@ -95,9 +81,6 @@ class Worker:
         """Train the job's replicas and write each one's run directory; returns their
         Results (as written; without outputs, as trained, weights included), each with its
         `index`. `progress(replica_epochs)` as training advances."""
-        from circlereg.config import LANES
-        from circlereg.train import train_fit
-
         self.built = 0.0
         configs = [r.config for r in job.replicas]
         if configs[0]["train"]["engine"] == "fit":  # the reference: one replica at a time
@@ -116,8 +99,6 @@ class Worker:
                 if progress is not None:
                     progress(len(results[0].history["loss"]))
             else:
-                from circlereg.model import initial_state
-
                 starts = [initial_state(configs[i]) for i in batch]
                 results = program.train([configs[i] for i in batch], starts, progress)
             if ahead is not None:
@@ -146,8 +127,6 @@ class Worker:
         return ahead
 
     def _writer(self, outputs: Outputs):
-        from circlereg.rundir import Writer
-
         if outputs not in self._writers:
             self._writers[outputs] = Writer(outputs)
         return self._writers[outputs]
@@ -157,8 +136,6 @@ class Worker:
         from the compile cache). Traced before any initial weights are built in a fresh
         process, so the names TensorFlow gives it, and with them its compile cache entry,
         are the same in every worker (model.BUILDING)."""
-        from circlereg.train import LaneProgram
-
         program = self.programs.get(key)
         if program is None:
             start = time.perf_counter()
@@ -174,12 +151,6 @@ class Worker:
         replica = job.replicas[i]
         return self._writer(job.outputs).write(replica, result, self.split(replica.config),
                                                job.execution)
-
-
-def load_worker(factory: str):
-    """`module:attribute` -> the worker class (or factory) it names."""
-    module, _, attribute = factory.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 def portable(err: BaseException) -> BaseException:
