@@ -11,6 +11,8 @@ import importlib
 import sys
 import types
 
+from circlereg.errors import ConfigError  # what bad input raises: the CLI's error line
+
 __version__ = "0.1.0"
 __all__ = ["runs", "run", "sweep", "compare", "history", "ConfigError", "__version__"]
 
@@ -27,9 +29,7 @@ class _Command(types.ModuleType):
         return self._function()(*args, **kwargs)
 
     def _function(self):
-        from circlereg import api
-
-        return getattr(api, self.__name__.rpartition(".")[2])
+        return getattr(_api(), self.__name__.rpartition(".")[2])
 
     @property
     def __signature__(self):  # what help, IPython's `?` and tab completion show
@@ -46,17 +46,16 @@ class _Package(types.ModuleType):
         super().__setattr__(name, value)
 
 
+def _api():
+    """api.py, loaded on first use: `import circlereg` stays as light as `--help`."""
+    return importlib.import_module(f"{__name__}.api")
+
+
 def __getattr__(name: str):
     if name in _COMMAND_MODULES:  # importing it sets it here, callable
         return importlib.import_module(f"{__name__}.{name}")
-    if name == "ConfigError":  # what bad input raises, with the command line's error line
-        from circlereg.config import ConfigError
-
-        return ConfigError
     if name in __all__:
-        from circlereg import api
-
-        return getattr(api, name)
+        return getattr(_api(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

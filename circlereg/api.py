@@ -216,11 +216,13 @@ def _where(workers: int | None, backend: str):
     if backend != "local":
         raise ConfigError("workers", "", f"0 trains in this process; with backend "
                                          f"{backend!r} give workers=N or None")
-    from circlereg.engine.worker import Programs
 
     if commands.PROGRAMS is not None:  # the tests' cache, shared by every command they run
         return commands.PROGRAMS
     if _programs is None:
+        # training here: the engine (TensorFlow) loads now, once per session
+        from circlereg.engine.worker import Programs
+
         _programs = Programs()
     return _programs
 

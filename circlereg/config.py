@@ -39,6 +39,8 @@ KIND_STRENGTHS = {"l1": ("l1",), "l2": ("l2",), "l1_l2": ("l1", "l2")}  # what e
 BUILTIN_KINDS = tuple(KIND_STRENGTHS)
 PLACEMENTS = ("pre_activation", "post_activation")
 BATCH_REDUCTIONS = ("sum", "mean")
+# The activity conventions a reproduction trains each model under (docs/reproduction.md).
+CONVENTIONS = ("sum", "mean", "mean_scaled")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "linear")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam", "adagrad")
 ENGINES = ("compiled", "fit")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from circlereg.config import n_tested, setting
+
 VALIDATION_STREAM = 1  # the validation points' random stream, apart from data.seed's own
 
 
@@ -53,7 +55,6 @@ def load_split(data: dict) -> Split:
     >>> fixed.train_x.shape, bool((fixed.test_x == split.test_x[-50:]).all())
     ((10, 2), True)
     """
-    from circlereg.config import n_tested, setting
 
     x, y = _circles(data["n_samples"], data, data["seed"])
     n = data["n_train"]

@@ -20,9 +20,10 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from circlereg.config import ConfigError
-from circlereg.rundir import HISTORY_COLUMNS, read_history, run_state
-from circlereg.sweep import atomic_write, flatten
+from circlereg import manifest
+from circlereg.config import ConfigError, shorten
+from circlereg.rundir import HISTORY_COLUMNS, atomic_write, read_history, run_state
+from circlereg.sweep import flatten
 
 CURVES = HISTORY_COLUMNS[1:]  # loss, accuracy, val_loss, val_accuracy: one point per epoch
 FINAL = ("train_accuracy", "test_accuracy", "gap", "train_loss", "test_loss",
@@ -97,8 +98,8 @@ def find(folder: Path, notice: Callable[[str], None] | None = None
          ) -> tuple[list[Collection], list[RunFolder]]:
     """The collections and the lone runs in `folder`: a runs dir (any depth), a collection
     folder, or one run directory, each known by its manifest (`manifest.collections`; an
-    earlier version's folders through `legacy`). Hidden folders are never looked into."""
-    from circlereg import manifest
+    earlier version's folders through `manifest.read_legacy`). Hidden folders are never
+    looked into."""
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -309,7 +310,6 @@ def to_mlflow(folder: Path, experiment: str | None = None,
 
 
 def _one_line(text: str) -> str:
-    from circlereg.config import shorten
 
     return shorten(" ".join(str(text).split()), 200)
 

@@ -41,6 +41,8 @@ import yaml
 
 from circlereg import manifest as manifests
 from circlereg.config import NUMBERS_REVISION, ConfigError
+from circlereg.provenance import cpu_model
+from circlereg.rundir import run_state
 
 INDEX = ".index.sqlite"
 SCHEMA_VERSION = 1
@@ -61,7 +63,6 @@ COLUMNS = ("folder", "collection", "kind", "point", "seed", "params", "identity"
 def software() -> dict:
     """This process's software and machine, as environment.json records them, without
     importing TensorFlow (the convention is not here: see `Index.convention`)."""
-    from circlereg.provenance import cpu_model
 
     facts = {"python": sys.version.split()[0], "machine": platform.machine(),
              "cpu": cpu_model(), "numbers_revision": NUMBERS_REVISION}
@@ -132,7 +133,6 @@ def _relative(path: Path, runs_dir: Path) -> str:
 def scan(runs_dir: Path) -> dict[str, tuple[Path, Path, manifests.Manifest]]:
     """Every complete run under runs_dir: its index folder -> (run folder, collection
     folder, the collection's manifest)."""
-    from circlereg.rundir import run_state
 
     found = {}
     for collection, manifest, _ in manifests.collections(Path(runs_dir)):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from circlereg.config import BUILTIN_KINDS
+
 
 @dataclass(frozen=True)
 class Outputs:
@@ -52,12 +54,12 @@ class Plan:
         """Import and try every user penalty before anything trains (ConfigError if bad).
         Without one, nothing is imported: the command's own process needs no TensorFlow,
         which its workers load."""
-        from circlereg.config import BUILTIN_KINDS
 
         seen = set()
         for replica in self.replicas:
             kinds = tuple(reg["kind"] for reg in replica.config["model"]["regularizers"])
             if (replica.source, kinds) not in seen and set(kinds) - set(BUILTIN_KINDS):
+                # a user's own penalty is Keras code: only then does this load the engine
                 from circlereg.engine.regularizers import check_custom_regularizers
 
                 seen.add((replica.source, kinds))

@@ -14,15 +14,15 @@ import json
 import math
 from pathlib import Path
 
-from circlereg import stats
+from circlereg import manifest, stats
+from circlereg.reuse import reused_from
+from circlereg.rundir import atomic_write
 
 REPORT = "report.md"
 
 
 def write(path: Path, lines: list[str]) -> str:
     """Write a report (by rename, so no reader sees half of one); returns its text."""
-    from circlereg.sweep import atomic_write
-
     text = "\n".join(lines).rstrip("\n") + "\n"
     atomic_write(path, text)
     return text
@@ -189,7 +189,6 @@ def _interval(row: dict, statistic: str) -> str:
 def write_collection(folder: Path) -> str:
     """report.md of a sweep, comparison or repeats folder, from its manifest, summary.json,
     figures and a run's environment.json."""
-    from circlereg import manifest
 
     found = manifest.read(folder)
     summary = json.loads((folder / "summary.json").read_text())
@@ -223,7 +222,6 @@ def command(found) -> str:
 
 def reuse_note(folder: Path, found) -> str:
     """`, 3 reused from earlier runs` when runs were placed rather than trained here."""
-    from circlereg.reuse import reused_from
 
     reused = sum(reused_from(folder / r["run"]) is not None for r in found.runs)
     return f", {reused} reused from runs trained before (reused.json)" if reused else ""

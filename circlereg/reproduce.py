@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from circlereg import manifest
+from circlereg import manifest, report, rundir
 from circlereg.config import (
+    CONVENTIONS,
     MAX_EPOCHS,
     ConfigError,
     check_value,
@@ -33,8 +34,12 @@ from circlereg.config import (
     with_seed,
 )
 from circlereg.constraints import Interval, checked
+from circlereg.executor import execute
+from circlereg.plan import Outputs, Plan, Replica
+from circlereg.report import command, run_environment, software
+from circlereg.rundir import read_history, write_json
+from circlereg.stats import mann_whitney_greater, summary, wilcoxon_greater
 
-CONVENTIONS = ("sum", "mean", "mean_scaled")
 CHECKED = "sum"
 FIGURES = ("train_accuracy", "test_accuracy")
 CLAIM_TESTS = ("greater", "not_greater", "overfits")
@@ -139,7 +144,6 @@ def plan(spec: dict, folder: Path):
     """Every distinct config x seed as a replica under `folder`/runs/<label>/seed_<n>, and
     the label each (convention, model) reads its replicas from. A config that no convention
     changes (no activity penalty) trains once, labelled with the model's name."""
-    from circlereg.plan import Outputs, Plan, Replica
 
     seeds = list(range(1, spec["seeds"] + 1))
     placed: dict[str, dict[str, str]] = {c: {} for c in CONVENTIONS}
@@ -160,9 +164,7 @@ def measure(work, placed: dict, executor=None, progress=None, on_plan=None,
             notice=None) -> dict:
     """Train the plan of `plan()` (reusing what is trained already): {convention: {model:
     measurement}}."""
-    from circlereg import plots
-    from circlereg.executor import execute
-    from circlereg.rundir import read_history
+    from circlereg import plots  # matplotlib loads only when a figure is drawn
 
     by_label: dict[str, list] = {}
     for written in execute(work, executor, progress, on_plan, notice):
@@ -192,7 +194,6 @@ def _values(measurement: dict, metric: str) -> np.ndarray:
 
 def judge(spec: dict, measured: dict) -> dict:
     """Figures and claims with their verdicts, for every convention."""
-    from circlereg.stats import summary
 
     figures, claims = [], []
     for convention, models in measured.items():
@@ -224,7 +225,6 @@ def judge(spec: dict, measured: dict) -> dict:
 
 
 def _claim(claim: dict, models: dict, spec: dict) -> dict:
-    from circlereg.stats import mann_whitney_greater, wilcoxon_greater
 
     alpha = spec["alpha"]
     if claim["test"] == "overfits":
@@ -256,7 +256,6 @@ def report_markdown(spec: dict, verdict: dict, environment: dict, seconds: float
                     found=None, figures: list[str] = ()) -> list[str]:
     """reproduction.md's lines: the command (of the manifest `found`), the figures and
     claims with their verdicts per convention, the sparsity, the figures, the environment."""
-    from circlereg.report import command, software
 
     lines = [f"# Reproduction: {spec['name']}", "",
              *([f"Command: {command(found)}", ""] if found is not None else []),
@@ -310,8 +309,7 @@ def sparsity(spec: dict, measured: dict) -> list[dict]:
 
 def write_report(folder: Path, spec: dict, measured: dict, verdict: dict, environment: dict,
                  seconds: float) -> None:
-    from circlereg import plots, report
-    from circlereg.rundir import write_json
+    from circlereg import plots  # matplotlib loads only when a figure is drawn
 
     public_spec = {**spec, "models": {n: {"config": m["config_path"], "published": m["published"]}
                                       for n, m in spec["models"].items()}}
@@ -338,8 +336,6 @@ def reproduce(spec: dict, runs_dir: Path, executor=None, progress=None,
     interrupted reproduction."""
     import time
 
-    from circlereg import rundir
-    from circlereg.report import run_environment
     start = time.perf_counter()
     # Named by what it trains (the resolved model configs and seeds), not by the spec's paths.
     digest = config_hash({"models": {n: m["config"] for n, m in spec["models"].items()},

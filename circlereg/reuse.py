@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from circlereg.index import identity
 from circlereg.manifest import RUN_FILES
 from circlereg.plan import Outputs, Plan
+from circlereg.rundir import begin_dir, commit_dir, run_state, write_json
 
 REUSED = "reused.json"
 FIGURES = ("accuracy.png", "loss.png", "decision_boundary.png")
@@ -43,8 +45,6 @@ def run_files(outputs: Outputs) -> tuple[str, ...]:
 
 def place(plan: Plan, index, notice: Callable[[str], None]) -> Placed:
     """Keep or reuse every replica of `plan` that is already trained; returns which."""
-    from circlereg.index import identity
-    from circlereg.rundir import run_state
 
     placed = Placed()
     facts = index.facts()
@@ -81,7 +81,6 @@ def _holds(run: Path, files: tuple[str, ...]) -> bool:
 def link_run(source: Path, destination: Path, files: tuple[str, ...], runs_dir: Path) -> None:
     """Put the run in `source` at `destination`, as the writer puts a run: whole, in one
     rename. Its files are hard links to the source's (byte-identical, no space), or copies."""
-    from circlereg.rundir import begin_dir, commit_dir, write_json
 
     scratch = begin_dir(destination)
     try:

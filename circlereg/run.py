@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from circlereg import rundir
+from circlereg import manifest, rundir
+from circlereg.executor import execute
 from circlereg.plan import Outputs, Plan, Replica
 
 
@@ -14,8 +15,6 @@ def run_one(config: dict, runs_dir: Path, source: str = "<config>", figures: boo
     """Train `config` and write its run directory, or reuse the same replica already trained
     under `runs_dir` (unless `retrain`); returns (its path, metrics). `on_plan(replica_epochs)`
     is told the work once the plan is checked, when there is any to train."""
-    from circlereg import manifest
-    from circlereg.executor import execute
 
     replica = Replica(config, rundir.run_path(runs_dir, config), source)
     plan = Plan([replica], Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)

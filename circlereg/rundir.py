@@ -147,6 +147,13 @@ def read_history(path: Path) -> dict[str, np.ndarray]:
     return {name: rows[:, i] for i, name in enumerate(HISTORY_COLUMNS)}
 
 
+def atomic_write(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a reader never sees half of it."""
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.write_text(text)
+    os.replace(scratch, path)
+
+
 def write_json(path: Path, data) -> None:
     """Strict JSON (parsers reject NaN): a non-finite number is written as null."""
     path.write_text(json.dumps(strict(data), indent=2, allow_nan=False) + "\n")

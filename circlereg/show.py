@@ -10,7 +10,12 @@ import json
 import math
 from pathlib import Path
 
+from circlereg import manifest, report
 from circlereg.config import ConfigError
+from circlereg.report import cell
+from circlereg.reuse import reused_from
+from circlereg.rundir import run_state
+from circlereg.sweep import flatten, metric_value, read_summary
 
 COLLECTION_KINDS = ("repeats", "sweep", "comparison", "tune", "reproduction")
 # metrics.json keys that are not results: how long it took, the compiled shape, the seed
@@ -19,7 +24,6 @@ NOT_METRICS = ("compiled_shape", "seed", "hidden_layers")  # and every *_seconds
 
 def read(path: Path):
     """The manifest of a run or collection folder; a ConfigError naming the path otherwise."""
-    from circlereg import manifest
 
     path = Path(path)
     if not path.is_dir():
@@ -40,7 +44,6 @@ def read(path: Path):
 
 def show(path: Path) -> list[str]:
     """What a run or collection is: kind, command, what it varies, its table, provenance."""
-    from circlereg.rundir import run_state
 
     path = Path(path)
     found = read(path)
@@ -66,7 +69,6 @@ def show(path: Path) -> list[str]:
 def enclosing(run: Path):
     """(folder, manifest, the run's entry) of the collection a run belongs to: the nearest
     folder above it whose manifest lists it; None for a lone run."""
-    from circlereg import manifest
 
     run = run.resolve()
     for folder in list(run.parents)[:3]:
@@ -81,7 +83,6 @@ def enclosing(run: Path):
 
 
 def _table(path: Path, found) -> list[str]:
-    from circlereg import report
 
     if found.kind == "run":
         metrics = _metrics(path)
@@ -99,8 +100,6 @@ def _table(path: Path, found) -> list[str]:
 
 
 def _tune_table(path: Path) -> list[str]:
-    from circlereg import report
-    from circlereg.sweep import read_summary
 
     rows = read_summary(path / "trials.csv")
     if not rows:
@@ -111,7 +110,6 @@ def _tune_table(path: Path) -> list[str]:
 
 
 def _reproduction_table(path: Path) -> list[str]:
-    from circlereg import report
 
     verdict = json.loads((path / "reproduction.json").read_text())
     header = ["convention", "model", "figure", "published", "measured [95% CI]", "verdict"]
@@ -128,8 +126,6 @@ def _reproduction_table(path: Path) -> list[str]:
 def provenance(path: Path, found) -> list[str]:
     """Where the runs came from: trained here or reused (reused.json), the software, the
     config's repository commit."""
-    from circlereg import report
-    from circlereg.reuse import reused_from
 
     runs = [path / r["run"] for r in found.runs]
     sources = [reused_from(run) for run in runs]
@@ -207,7 +203,6 @@ def _metrics(run: Path) -> dict:
 
 
 def _flat(document: dict) -> dict:
-    from circlereg.sweep import flatten
 
     # An empty list (no regularizers) against a filled one shows as the filled one's keys.
     return {k: v for k, v in flatten(document).items() if v != []}
@@ -215,7 +210,6 @@ def _flat(document: dict) -> dict:
 
 def _flat_metrics(metrics: dict) -> dict:
     """metrics.json's results, hidden layers averaged as the summaries average them."""
-    from circlereg.sweep import metric_value
 
     flat = {k: v for k, v in metrics.items()
             if k not in NOT_METRICS and not k.endswith("_seconds")}
@@ -263,7 +257,6 @@ def _label(found, point: str | None) -> str:
     params = (entry or {}).get("params") or {}
     if not params:
         return str(point)
-    from circlereg.report import cell
 
     return " ".join(f"{k}={cell(v)}" for k, v in params.items())
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from circlereg.config import (
+    MAX_SEED,
     ConfigError,
     _unknown,
     check_value,
@@ -42,6 +43,7 @@ from circlereg.grammar import (
 )
 
 SPEC_KEYS = ["config", "set", "axes", "repeats", "seeds", "name", "points"]
+MAX_REPEATS = 100_000
 HEADER = ("# A circlereg sweep spec: `circlereg sweep --spec sweep.yaml` trains this sweep again "
           "(docs/grammar.md).\n# config: the base config(s) as read; points: what the axes "
           "gave (delete it after editing the axes).\n")
@@ -260,7 +262,30 @@ def _seeds(source: str, raw: dict) -> tuple[int, ...] | None:
         raise ConfigError(source, key, getattr(err, "message", str(err))) from None
 
 
-def _chosen(repeats: int | None, seeds: str | None) -> list[int]:
-    from circlereg.sweep import choose_seeds  # sweep.py reads specs; imported when used
+def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]:
+    """The seeds a point whose train.seed is `base` trains with."""
+    if repeats is not None and seeds is not None:
+        raise ConfigError("--seeds", "", "give either --repeats or --seeds, not both")
+    if seeds is not None:
+        try:
+            chosen = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise ConfigError("--seeds", "", "must be comma-separated integers, got "
+                                             f"{quote(seeds)}") from None
+        if not chosen or min(chosen) < 0 or max(chosen) > MAX_SEED \
+                or len(set(chosen)) != len(chosen):
+            raise ConfigError("--seeds", "", f"must be distinct integers in [0, {MAX_SEED}], "
+                                             f"got {quote(seeds)}")
+        return chosen
+    repeats = 1 if repeats is None else repeats
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise ConfigError("--repeats", "", f"must be an integer in [1, {MAX_REPEATS}], "
+                                           f"got {repeats}")
+    if base + repeats - 1 > MAX_SEED:
+        raise ConfigError("--repeats", "", f"seeds {base}..{base + repeats - 1} pass the "
+                                           f"largest seed, {MAX_SEED}")
+    return list(range(base, base + repeats))
 
+
+def _chosen(repeats: int | None, seeds: str | None) -> list[int]:
     return choose_seeds(0, repeats, seeds)

@@ -22,7 +22,6 @@ import importlib
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from circlereg import manifest
+from circlereg import manifest, report, rundir, stats
 from circlereg.config import (
-    MAX_SEED,
     ConfigError,
     check_value,
     config_hash,
@@ -41,17 +39,22 @@ from circlereg.config import (
     quote,
     with_seed,
 )
-from circlereg.grammar import format_value
+from circlereg.executor import execute, warm_up_idle
+from circlereg.grammar import format_value, parse_value
 from circlereg.manifest import MANIFEST
-from circlereg.rundir import utc_stamp
-from circlereg.spec import Base, SweepSpec, axis_values, split_axis
+from circlereg.plan import Outputs, Plan, Replica
+from circlereg.rundir import atomic_write, inside, read_history, run_state, strict, utc_stamp
+from circlereg.spec import Base, SweepSpec, axis_values, choose_seeds, split_axis
+from circlereg.stats import against_reference, summary
 
 STATISTICS = ("train_accuracy", "test_accuracy", "gap", "zero_fraction", "mean_activation")
 SUMMARY_FIXED = ("point", "n", "n_diverged", "n_missing")  # besides params and statistics
 # Axes whose 0 is "no regularization": a sweep including it is judged against that point.
 STRENGTH = re.compile(r"model\.(regularizers\.\d+\.(l1|l2)|dropout\.\d+\.rate|"
                       r"noise\.\d+\.stddev)")
-MAX_REPEATS = 100_000
+LEGACY_IDENTITY = "plan.json"  # an earlier version's record of what a folder trains
+MAX_POINTS = 10_000
+MAX_RUNS = 100_000
 
 
 @dataclass(frozen=True)
@@ -101,48 +104,11 @@ def expand(bases: list[Base | Path], overrides: list[str],
     return points
 
 
-def choose_seeds(base: int, repeats: int | None, seeds: str | None) -> list[int]:
-    """The seeds a point whose train.seed is `base` trains with."""
-    if repeats is not None and seeds is not None:
-        raise ConfigError("--seeds", "", "give either --repeats or --seeds, not both")
-    if seeds is not None:
-        try:
-            chosen = [int(s) for s in seeds.split(",")]
-        except ValueError:
-            raise ConfigError("--seeds", "", "must be comma-separated integers, got "
-                                             f"{quote(seeds)}") from None
-        if not chosen or min(chosen) < 0 or max(chosen) > MAX_SEED \
-                or len(set(chosen)) != len(chosen):
-            raise ConfigError("--seeds", "", f"must be distinct integers in [0, {MAX_SEED}], "
-                                             f"got {quote(seeds)}")
-        return chosen
-    repeats = 1 if repeats is None else repeats
-    if not 1 <= repeats <= MAX_REPEATS:
-        raise ConfigError("--repeats", "", f"must be an integer in [1, {MAX_REPEATS}], "
-                                           f"got {repeats}")
-    if base + repeats - 1 > MAX_SEED:
-        raise ConfigError("--repeats", "", f"seeds {base}..{base + repeats - 1} pass the "
-                                           f"largest seed, {MAX_SEED}")
-    return list(range(base, base + repeats))
-
-
-def atomic_write(path: Path, text: str) -> None:
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(text)
-    os.replace(scratch, path)
-
-
-LEGACY_IDENTITY = "plan.json"  # an earlier version's record of what a folder trains
-MAX_POINTS = 10_000
-MAX_RUNS = 100_000
-
-
 def sweep_folder(runs_dir: Path, name: str, identity: dict, resume: bool,
                  notice: Callable[[str], None] | None = None) -> Path:
     """The folder of this sweep: a new one, or with `resume` the one that trains exactly
     this work. `resume` refuses, naming the first difference, when the newest folder of
     this name trained something else."""
-    from circlereg.rundir import inside
 
     parent = inside(runs_dir, Path(name))
     digest = config_hash(identity)
@@ -214,9 +180,6 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
     reused, not trained (unless `retrain`). `on_plan(replica_epochs)` is told the work left
     to do. `kind`: what the manifest calls the folder (default: sweep, or comparison with
     several configs)."""
-    from circlereg import rundir
-    from circlereg.executor import execute, warm_up_idle
-    from circlereg.plan import Outputs, Plan, Replica
 
     notice = notice or (lambda message: None)
     parsed = [(key, axis_values(key, values)) for key, values in spec.axes]
@@ -276,7 +239,6 @@ def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures:
             warming.join()
             rows = write_summary(folder, points, against, compared)
     plot_sweep(folder, points, keys, rows, trained)
-    from circlereg import report
 
     report.write_collection(folder)
     diverged = sum(row["n_diverged"] for row in rows)
@@ -292,7 +254,6 @@ def choose_reference(points: list[Point], given: list[str]) -> int:
     the choice); by default the first point that is 0 on every strength axis (STRENGTH)
     holding 0, else the first point. A ConfigError naming --reference when `given` names no
     point or several."""
-    from circlereg.grammar import parse_value
 
     if not given:
         zero_axes = [k for k in points[0].params if STRENGTH.fullmatch(k)
@@ -365,7 +326,6 @@ def _without_point(entry) -> dict | object:
 def summarize_point(point: Point, metrics: list[dict], extra: tuple[str, ...] = ()) -> dict:
     """A point's summary row: its params, then the statistics of STATISTICS and of `extra`
     metrics over its finished seeds that did not diverge."""
-    from circlereg.stats import summary
 
     finite = [m for m in metrics if not m["diverged"]]
     row = {"point": point.folder, **point.params, "n": len(finite),
@@ -401,7 +361,6 @@ def compare_points(rows: list[dict], finished: list[list[dict]], reference: int,
     """Add to each row its paired comparison with the row at `reference` on each compared
     metric (stats.against_reference): `n_shared`, then M_diff ... M_verdict. A lone point
     (`run --repeats`) has nothing to be compared with."""
-    from circlereg.stats import against_reference
 
     for metric in compared if len(rows) > 1 else ():
         values = [{m["seed"]: metric_value(m, metric) for m in metrics if not m["diverged"]}
@@ -450,8 +409,6 @@ def write_summary(folder: Path, points: list[Point], reference: int = 0,
     each point judged against the point at index `reference` on the `compared` metrics.
     summary.json says whether every planned run is there (`status`); so do the `n_missing`
     columns."""
-    from circlereg import stats
-    from circlereg.rundir import strict
 
     finished = [point_metrics(folder, point) for point in points]
     rows = [summarize_point(point, metrics, compared)
@@ -471,7 +428,6 @@ def write_summary(folder: Path, points: list[Point], reference: int = 0,
 
 def point_metrics(folder: Path, point: Point) -> list[dict]:
     """metrics.json of each of the point's sub-runs that is finished on disk."""
-    from circlereg.rundir import run_state
 
     return [json.loads((run / "metrics.json").read_text())
             for _, run in point.runs(folder) if run_state(run) is None]
@@ -501,8 +457,7 @@ def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[di
                trained: dict[Path, dict] | None = None) -> None:
     """The sweep's plots, titled with its name; `trained` holds histories already in memory,
     by sub-run folder."""
-    from circlereg import plots
-    from circlereg.rundir import read_history
+    from circlereg import plots  # matplotlib loads only when a figure is drawn
 
     title = folder.parent.name
     if "config" in keys:

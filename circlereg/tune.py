@@ -31,8 +31,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from circlereg import manifest, report, rundir
 from circlereg.config import (
+    LANES,
     ConfigError,
+    check_value,
     dump,
     load,
     n_tested,
@@ -42,6 +45,7 @@ from circlereg.config import (
     with_seed,
 )
 from circlereg.constraints import Interval, OneOf, check_option
+from circlereg.executor import Executor, execute
 from circlereg.grammar import (
     GRID_FUNCTIONS,
     format_value,
@@ -50,6 +54,9 @@ from circlereg.grammar import (
     parse_value,
 )
 from circlereg.options import Searching, Work
+from circlereg.plan import Outputs, Plan, Replica
+from circlereg.report import markdown_table
+from circlereg.rundir import run_state
 from circlereg.sweep import (
     MAX_RUNS,
     STATISTICS,
@@ -374,10 +381,6 @@ def run_tune(config_path: Path, space: list[str], searching: Searching, work: Wo
     """Search `space` (`key=uniform(a,b)`, ...) as `searching` says, training what `work`
     says; returns what was found. `on_plan(replica_epochs)` is told the work left (at most),
     `on_batch(line)` each batch's progress, `notice(line)` what the user should know."""
-    from circlereg import rundir
-    from circlereg.config import check_value
-    from circlereg.executor import Executor
-    from circlereg.plan import Plan, Replica
 
     overrides, trials, runs_dir, name = work.settings(), searching.trials, work.runs_dir, work.name
     objective, sampler, batch = searching.objective, searching.sampler, searching.batch
@@ -398,7 +401,6 @@ def run_tune(config_path: Path, space: list[str], searching: Searching, work: Wo
     Plan([Replica(search.base, folder, str(config_path))]).check()  # user penalties import
     own = executor is None
     executor = executor or Executor()
-    from circlereg.config import LANES
 
     batch = batch or batch_size(len(search.seeds), LANES, executor.count)
     spec = {"config": str(config_path), "set": list(overrides), "space": list(space),
@@ -469,8 +471,6 @@ def executor_run(replicas: list, executor, progress, figures: bool, runs_dir: Pa
                  retrain: bool = False, notice=None) -> dict[str, int]:
     """Train the replicas (sub-runs not on disk yet), or reuse those already trained under
     `runs_dir`, and write their run directories; returns how many were reused and trained."""
-    from circlereg.executor import execute
-    from circlereg.plan import Outputs, Plan
 
     plan = Plan(replicas, Outputs(figures=figures), runs_dir=runs_dir, retrain=retrain)
     plan.check()
@@ -488,8 +488,6 @@ def search_loop(optuna, study, search: Search, folder: Path, trials: int, batch:
                 on_ask: Callable[[], None] = lambda: None) -> None:
     """Ask, train, tell, batch after batch, until `trials` trials are finished. Trials asked
     before an interruption (RUNNING in the study) come first, with the values they hold."""
-    from circlereg.plan import Replica
-    from circlereg.rundir import run_state
 
     states = optuna.trial.TrialState
     finished = (states.COMPLETE, states.FAIL)
@@ -650,7 +648,6 @@ def _progress_line(study, done: int, trials: int, objective: str) -> str:
 def write_manifest(folder: Path, study, search: Search, spec: dict, trials: int) -> None:
     """The tune's manifest: every planned trial's runs, each asked trial with its drawn
     values (a trial not asked yet has none); made once, rewritten as trials are asked."""
-    from circlereg import manifest
 
     drawn = {t.number: {d.key: d.value(t.params[d.key]) for d in search.dimensions
                         if d.key in t.params} for t in study.get_trials(deepcopy=False)}
@@ -696,7 +693,6 @@ def _trial_cell(value) -> str:
 def _report(folder: Path, study, rows: list[dict], spec: dict, search: Search, where: str,
             on_test: bool, trials: int, sampler_seconds: float) -> Tune:
     """tune.md and best.yaml (the best trial's resolved config, for `circlereg run`)."""
-    from circlereg import manifest, report
 
     found = manifest.read(folder)
     objective, dimensions = search.objective, search.dimensions
@@ -760,7 +756,6 @@ def _table(rows: list[dict], dimensions: list[Dimension], objective: str, spec: 
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     complete.sort(key=lambda r: r[objective], reverse=spec["direction"] == "maximize")
     keys = [d.key for d in dimensions]
-    from circlereg.report import markdown_table
 
     header = ["trial", *(f"`{k}`" for k in keys), objective, "train acc", "test acc"]
     return "\n".join(markdown_table(header, [
@@ -802,7 +797,6 @@ def _plot(folder: Path, study, dimensions: list[Dimension], result: Tune) -> Non
             figure.tight_layout()
             figure.savefig(folder / filename, dpi=100)
             plt.close(figure)
-    from circlereg import report
 
     figures = report.figure_links(folder)
     note = [f"Not drawn: {', '.join(skipped)}."] if skipped else []

@@ -243,12 +243,12 @@ def test_an_interrupted_sweep_says_it_is_incomplete(tmp_path, monkeypatch):
 def test_a_full_disk_is_one_line_and_leaves_no_run(tmp_path, monkeypatch):
     import errno
 
-    from circlereg import rundir
+    from circlereg.engine import writer
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "history.csv")
 
-    monkeypatch.setattr(rundir, "write_history", full)
+    monkeypatch.setattr(writer, "write_history", full)
     result = runner.invoke(app, ["run", BASELINE, *SMALL, "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines()[-1] == (

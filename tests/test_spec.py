@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from circlereg.cli import app
 from circlereg.config import config_hash
-from circlereg.spec import axis_values, read_spec
-from circlereg.sweep import Point, choose_seeds, expand, identity, parse_axis, read_summary
+from circlereg.spec import axis_values, choose_seeds, read_spec
+from circlereg.sweep import Point, expand, identity, parse_axis, read_summary
 
 from .conftest import CONFIGS, ROOT
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from circlereg.cli import app
 from circlereg.config import ConfigError
 from circlereg.rundir import run_state
-from circlereg.sweep import choose_seeds, read_summary
+from circlereg.spec import choose_seeds
+from circlereg.sweep import read_summary
 
 from .conftest import CONFIGS, ROOT, globbed
 from .test_invariant import fingerprint
