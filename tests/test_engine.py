@@ -5,8 +5,9 @@ import pytest
 
 from circlereg.config import load, with_seed
 from circlereg.data import load_split
+from circlereg.engine.fit import train_fit
 from circlereg.engine.model import Seeds, build_model, initial_state
-from circlereg.engine.train import CURVES, LANES, train_fit
+from circlereg.engine.train import CURVES, LANES
 
 from .conftest import CONFIGS
 

@@ -141,12 +141,12 @@ def test_missing_config_file(tmp_path):
 
 
 def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
-    from circlereg import plots
+    from circlereg import run_plots
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "decision_boundary", interrupt)  # mid-way through writing
+    monkeypatch.setattr(run_plots, "decision_boundary", interrupt)  # mid-way through writing
     result = run("run", CONFIGS / "baseline.yaml", "--set", "train.epochs=60",
                  "--runs-dir", tmp_path)
     assert result.exit_code == 130

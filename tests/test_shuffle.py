@@ -9,13 +9,8 @@ import yaml
 
 from circlereg.config import ConfigError, load, resolve, with_seed
 from circlereg.data import load_split
-from circlereg.engine.train import (
-    CURVES,
-    batches_fit_trains,
-    fit_order,
-    seeded_fit_shuffle,
-    train_fit,
-)
+from circlereg.engine.fit import batches_fit_trains, fit_order, seeded_fit_shuffle, train_fit
+from circlereg.engine.train import CURVES
 
 from .conftest import CONFIGS
 

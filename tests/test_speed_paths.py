@@ -103,12 +103,12 @@ def test_a_run_figure_drawn_again_is_the_figure_drawn_afresh(tmp_path):
     that draws it first."""
     import threading
 
-    from circlereg import plots
+    from circlereg import run_plots
     from circlereg.config import load
     from circlereg.data import load_split
 
     split = load_split(load(CONFIGS / "l1_pre_relu.yaml")["data"])
-    grid = plots.boundary_grid(split)
+    grid = run_plots.boundary_grid(split)
     rng = np.random.default_rng(0)
     names = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -125,8 +125,8 @@ def test_a_run_figure_drawn_again_is_the_figure_drawn_afresh(tmp_path):
     def draw(k, folder):
         curves, probability = runs[k]
         for metric, evaluated in (("loss", "test"), ("accuracy", "validation")):
-            plots.curves(curves, folder / f"{metric}{k}.png", metric, f"run {k}", evaluated)
-        plots.decision_boundary(split, probability, folder / f"boundary{k}.png", f"run {k}")
+            run_plots.curves(curves, folder / f"{metric}{k}.png", metric, f"run {k}", evaluated)
+        run_plots.decision_boundary(split, probability, folder / f"boundary{k}.png", f"run {k}")
 
     (tmp_path / "again").mkdir(), (tmp_path / "afresh").mkdir()
     for k in range(len(runs)):
@@ -144,7 +144,7 @@ def test_a_run_whose_figure_fails_is_never_left_looking_complete(executor, tmp_p
                                                                  monkeypatch):
     """A run whose figure fails leaves no folder (not even a .partial- one), the failure
     reaches the caller, and the runs written before it are complete."""
-    from circlereg import plots
+    from circlereg import run_plots
     from circlereg.config import load
     from circlereg.data import load_split
     from circlereg.engine.writer import Writer
@@ -153,14 +153,14 @@ def test_a_run_whose_figure_fails_is_never_left_looking_complete(executor, tmp_p
 
     config = load(CONFIGS / "l1_pre_relu.yaml", ["train.epochs=20"])
     (result,) = executor.train_all([config])
-    curves = plots.curves
+    curves = run_plots.curves
 
     def failing(history, path, *args):
         if path.parent.name.endswith("bad"):
             raise OSError(28, "No space left on device")
         curves(history, path, *args)
 
-    monkeypatch.setattr(plots, "curves", failing)
+    monkeypatch.setattr(run_plots, "curves", failing)
     writer = Writer(Outputs())
     writer.write(Replica(config, tmp_path / "good"), result, load_split(config["data"]))
     with pytest.raises(OSError, match="No space left"):

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 from circlereg.cli import app
 from circlereg.config import load, with_seed
 from circlereg.data import load_split
+from circlereg.engine.fit import train_fit
 from circlereg.engine.model import build_model
-from circlereg.engine.train import CURVES, train_fit
+from circlereg.engine.train import CURVES
 
 from .conftest import CONFIGS, ROOT
 

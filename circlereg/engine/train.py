@@ -1,17 +1,18 @@
-"""Stage 4: training. Two engines over the same Keras model.
+"""Stage 4: training, the compiled engine (`train.engine: compiled`, the default).
 
-`compiled` trains a batch of replicas (seeds, strengths) of one model structure as a single
+It trains a batch of replicas (seeds, strengths) of one model structure as a single
 XLA-compiled TensorFlow graph: a `tf.while_loop` over epochs (and in each, loops over the
 minibatch steps and the evaluation batches), `tf.vectorized_map` over the Keras model with the
 replicas' weights stacked, and the Keras optimizer's update rules applied to the stacked
 weights (Adam and friends are elementwise, so each replica's update is its own). The graph is
 a pure function of the weights, optimizer state, lane settings and data (`LaneProgram`), so
-one serves every worker thread. `fit` is the reference: plain
-`model.fit(..., validation_data=test)`.
+one serves every worker thread. The reference engine, plain
+`model.fit(..., validation_data=test)`, is fit.py; early stopping's lanes, early_stopping.py.
 
-Both record what `model.fit` puts in History: `loss`/`accuracy` from the training forward pass
-of each epoch, `val_loss`/`val_accuracy` on the test set after the update, evaluated in
-batches of `batch_size` as Keras does (which matters for a summed activity penalty).
+Both engines record what `model.fit` puts in History (`CURVES`): `loss`/`accuracy` from the
+training forward pass of each epoch, `val_loss`/`val_accuracy` on the test set after the
+update, evaluated in batches of `batch_size` as Keras does (which matters for a summed
+activity penalty).
 
 What determines a replica's numbers: its config (seed included) and the compiled program,
 which XLA specialises to the batch's shape. Every batch therefore has exactly `LANES` lanes,
@@ -22,7 +23,6 @@ whatever its batch-mates, position, command, worker or backend.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from typing import NamedTuple
@@ -32,11 +32,11 @@ import numpy as np
 from circlereg.config import LANES, setting
 from circlereg.data import Split
 from circlereg.engine.backend import compiling, keras, tf
+from circlereg.engine.early_stopping import EarlyState, LaneEarlyStopping, lane_where
 from circlereg.engine.model import (
     BUILDING,
     build_model,
     draw_key,
-    make_optimizer,
     random_layers,
     stateless_optimizer,
     train_call,
@@ -257,8 +257,9 @@ class LaneProgram:
         weights = [w if c is None else tf.vectorized_map(c, w)  # as Keras' optimizer does
                    for w, c in zip(weights, self.constraints)]
         if frozen is not None:  # early-stopped replicas keep their weights
-            weights = [_where(frozen, old, new) for old, new in zip(carry.weights, weights)]
-            state = [_where(frozen, old, new) for old, new in zip(carry.state, state)]
+            weights = [lane_where(frozen, old, new)
+                       for old, new in zip(carry.weights, weights)]
+            state = [lane_where(frozen, old, new) for old, new in zip(carry.state, state)]
         return carry._replace(weights=weights, state=state, optimizer=optimizer), loss, hits
 
     def _train_epoch(self, carry, lanes, data, epoch, frozen):
@@ -326,15 +327,6 @@ class LaneProgram:
         w, st, s = carry.weights, carry.state, lanes.strengths
         return (self.evaluate(w, st, s, data.train_x, data.train_y),
                 self.evaluate(w, st, s, data.test_x, data.test_y))
-
-
-class EarlyState(NamedTuple):
-    """Early stopping's bookkeeping (`LaneEarlyStopping`), one value per lane."""
-
-    best: tf.Tensor  # the best value of the monitored curve so far
-    wait: tf.Tensor  # epochs since it improved
-    stopped: tf.Tensor  # the 0-based epoch the lane stopped at, -1 while it trains
-    best_weights: list  # the weights and state at the best epoch (restore_best_weights)
 
 
 class Carry(NamedTuple):
@@ -410,43 +402,6 @@ def _batched(n: int, size: int, arrays: tuple, add, start):
     return acc
 
 
-class LaneEarlyStopping:
-    """keras.callbacks.EarlyStopping for every lane at once, as pure functions of the
-    carry: its bookkeeping (`EarlyState`) travels in `Carry.early`."""
-
-    def __init__(self, settings: dict, n_train: int, n_test: int, dtype: str):
-        self.settings, self.dtype = settings, dtype
-        self.size = n_test if settings["monitor"].startswith("val_") else n_train
-
-    def start(self, weights: list) -> EarlyState:
-        """The bookkeeping at the start of training; `weights`: the carry's weights and
-        state."""
-        worst = np.inf if self.settings["monitor"].endswith("loss") else -np.inf
-        return EarlyState(tf.constant(np.full(LANES, worst, self.dtype)),
-                          tf.zeros(LANES, tf.int32), tf.constant(np.full(LANES, -1, np.int32)),
-                          [tf.zeros_like(w) for w in weights])
-
-    def update(self, carry: Carry, epoch, sums: dict) -> Carry:
-        """EarlyStopping.on_epoch_end, from the epoch's summed curves."""
-        best, wait, stopped, best_weights = carry.early
-        current = sums[self.settings["monitor"]] / self.size
-        running = tf.equal(stopped, -1)
-        delta = self.settings["min_delta"]
-        if self.settings["monitor"].endswith("loss"):
-            improved = current + delta < best
-        else:
-            improved = current - delta > best
-        improved = improved & running
-        best = tf.where(improved, current, best)
-        wait = tf.where(improved, 0, tf.where(running, wait + 1, wait))
-        if self.settings["restore_best_weights"]:
-            best_weights = [_where(improved, w, b) for w, b in
-                            zip(carry.weights + carry.state, best_weights)]
-        stop = running & ~improved & (wait >= self.settings["patience"]) & (epoch > 0)
-        stopped = tf.where(stop, epoch, stopped)
-        return carry._replace(early=EarlyState(best, wait, stopped, best_weights))
-
-
 def unstack(configs: list[dict], curves: list[np.ndarray], sums: dict,
             weights: list[np.ndarray], stopped: np.ndarray, sizes: tuple[int, int],
             dtype: str, seconds: float, shape: dict) -> list[Result]:
@@ -470,158 +425,3 @@ def unstack(configs: list[dict], curves: list[np.ndarray], sums: dict,
             shape=shape,
         ))
     return results
-
-
-def _where(mask, a, b):
-    """Per-replica choice between two stacked tensors: a where mask (shape [R]), else b."""
-    mask = tf.reshape(mask, [-1] + [1] * (len(a.shape) - 1))
-    return tf.where(mask, a, b)
-
-
-# Held by whatever uses Keras' global state: the fit engine (floatx, the global seed) and the
-# shuffle probe (the global seed), which a worker's writer thread may run beside a fit.
-_KERAS_GLOBALS = threading.Lock()
-
-
-def train_fit(config: dict, split: Split) -> Result:
-    """The reference engine: the study's own `model.fit` loop, on the same initial weights.
-
-    The one place that touches Keras' global floatx: compile() wraps the loss in a tracker
-    of the global float type, with no argument to set it, so a float64 fit sets it for its
-    own duration, under a lock."""
-    with _KERAS_GLOBALS:
-        saved = keras.config.floatx()
-        keras.config.set_floatx(config["train"]["dtype"])
-        try:
-            return _train_fit(config, split)
-        finally:
-            keras.config.set_floatx(saved)
-
-
-def _train_fit(config: dict, split: Split) -> Result:
-    train_cfg = config["train"]
-    model = build_model(config).model
-    model.compile(loss=keras.losses.BinaryCrossentropy(dtype=train_cfg["dtype"]),
-                  optimizer=make_optimizer(train_cfg),
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy",
-                                                        dtype=train_cfg["dtype"])])
-    # The study's global seeding; only this reference engine does it (the compiled engine
-    # derives everything from train.seed). The training order does not come from it: see
-    # `fit_order`.
-    keras.utils.set_random_seed(train_cfg["seed"])
-    early = config["early_stopping"]
-    callbacks = [keras.callbacks.EarlyStopping(
-        monitor=early["monitor"], patience=early["patience"], min_delta=early["min_delta"],
-        restore_best_weights=early["restore_best_weights"])] if early["enabled"] else []
-    start = time.perf_counter()
-    history = model.fit(**fit_order(config, split), validation_data=(split.test_x, split.test_y),
-                        epochs=train_cfg["epochs"], verbose=0, callbacks=callbacks)
-    seconds = time.perf_counter() - start
-    batch = train_cfg["batch_size"]
-    train_loss, train_acc = model.evaluate(split.train_x, split.train_y, batch_size=batch,
-                                           verbose=0)
-    test_loss, test_acc = model.evaluate(split.test_x, split.test_y, batch_size=batch, verbose=0)
-    return Result(
-        seed=train_cfg["seed"],
-        history={name: np.asarray(history.history[name]) for name in CURVES},
-        final={"train_loss": train_loss, "train_accuracy": train_acc,
-               "test_loss": test_loss, "test_accuracy": test_acc},
-        weights=model.get_weights(),
-        train_seconds=seconds,
-        stopped_epoch=callbacks[0].stopped_epoch + 1 if callbacks and callbacks[0].stopped_epoch
-        else None,
-        shape={"engine": "fit", "lanes": 1},
-    )
-
-
-def fit_order(config: dict, split: Split) -> dict:
-    """model.fit's training arguments, ordered as `train.shuffle` says, whatever the installed
-    Keras does: a seeded Keras 3 fit(shuffle=True) replays one permutation every epoch (the
-    shuffle trap, docs/toolbox.md). Orders are drawn with NumPy from train.seed, as Keras 2.2
-    did, independently of the compiled engine's (so the fidelity check compares two streams).
-
-    One full batch per epoch keeps the study's own call, fit(shuffle=True): the order within
-    a batch changes only rounding there."""
-    x, y, batch = split.train_x, split.train_y, config["train"]["batch_size"]
-    shuffle, seed = setting(config, "train.shuffle"), config["train"]["seed"]
-    if shuffle == "off":
-        return {"x": x, "y": y, "batch_size": batch, "shuffle": False}
-    if batch >= len(x):
-        return {"x": x, "y": y, "batch_size": batch, "shuffle": True}
-    if shuffle == "once":
-        order = _permutation(seed, 0, len(x))
-        return {"x": x[order], "y": y[order], "batch_size": batch, "shuffle": False}
-    orders = EpochOrders(x, y, batch, seed)
-    return {"x": orders, "steps_per_epoch": orders.steps, "shuffle": False}
-
-
-def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng((seed, epoch)).permutation(n)
-
-
-class EpochOrders(keras.utils.PyDataset):
-    """The training points in minibatches, in a fresh permutation every epoch (`fit_order`):
-    one endless stream whose batch `i` is step `i % steps` of epoch `i // steps`, read by
-    fit with steps_per_epoch. A pure function of `i`, because Keras' tf.data prefetch reads
-    ahead of its on_epoch_end calls."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.steps = -(-len(x) // batch_size)
-        self._orders: dict[int, np.ndarray] = {}
-
-    @property
-    def num_batches(self) -> None:
-        return None  # endless: fit's steps_per_epoch cuts it into epochs
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        epoch, step = divmod(index, self.steps)
-        if epoch not in self._orders:
-            self._orders = {epoch: _permutation(self.seed, epoch, len(self.x))}
-        rows = self._orders[epoch][step * self.batch_size:(step + 1) * self.batch_size]
-        return self.x[rows], self.y[rows]
-
-
-@functools.cache
-def seeded_fit_shuffle() -> str:
-    """How the installed Keras orders the minibatches of `model.fit(shuffle=True)` after
-    `keras.utils.set_random_seed`, as every reproducible script calls it: 'once' when it
-    replays one permutation every epoch (Keras 3.15), 'each_epoch' when it draws a new one
-    (documented; Keras 2.2). Recorded in environment.json; circlereg's engines do not rely on
-    it (`train.shuffle` pins the order).
-
-    Probe: 16 points in batches of 4 for 3 epochs."""
-    points = np.arange(16, dtype="float32")[:, None]
-    epochs = batches_fit_trains({"x": points, "y": np.zeros_like(points), "batch_size": 4,
-                                 "shuffle": True}, epochs=3, seed=0)
-    if [len(e) for e in epochs] != [4] * 3 or sorted(sum(epochs[0], [])) != list(range(16)):
-        raise RuntimeError(f"unrecognised Keras fit order (probe saw {epochs})")
-    return "once" if epochs[0] == epochs[1] == epochs[2] else "each_epoch"
-
-
-def batches_fit_trains(arguments: dict, epochs: int, seed: int) -> list[list[list[int]]]:
-    """The points of every batch `model.fit(**arguments)` trains on, per epoch, after
-    `keras.utils.set_random_seed(seed)`: a point is named by its first input, an integer.
-    (Eagerly, so each batch can be noted; the data pipeline is the same as compiled.)"""
-    seen = []
-
-    class Recorder(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(1, kernel_initializer="zeros")
-
-        def call(self, x):
-            return self.dense(x)
-
-        def train_step(self, data):
-            seen.append(np.asarray(data[0])[:, 0].astype(int).tolist())
-            return {"batches": len(seen)}
-
-    with _KERAS_GLOBALS:
-        model = Recorder()
-        model.compile(loss="mse", run_eagerly=True)
-        keras.utils.set_random_seed(seed)
-        model.fit(**arguments, epochs=epochs, verbose=0)
-    steps = len(seen) // epochs
-    return [seen[e * steps:(e + 1) * steps] for e in range(epochs)]

@@ -26,8 +26,9 @@ from dataclasses import replace
 
 from circlereg.config import LANES, config_hash
 from circlereg.data import load_split
+from circlereg.engine.fit import train_fit
 from circlereg.engine.model import initial_state
-from circlereg.engine.train import LaneProgram, train_fit
+from circlereg.engine.train import LaneProgram
 from circlereg.engine.writer import Writer
 from circlereg.plan import Outputs
 from circlereg.protocol import Job, load_worker

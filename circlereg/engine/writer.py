@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from circlereg import lanes, plots, provenance
+from circlereg import lanes, plots, provenance, run_plots
 from circlereg.config import NUMBERS_REVISION, dump, structure_key
 from circlereg.data import Split
 from circlereg.engine.backend import compiling, keras, tf
+from circlereg.engine.fit import seeded_fit_shuffle
 from circlereg.engine.model import BUILDING, build_model
 from circlereg.engine.regularizers import installed_convention
-from circlereg.engine.train import seeded_fit_shuffle
 from circlereg.plan import Replica
 from circlereg.rundir import Result, begin_dir, commit_dir, write_history, write_json
 
@@ -48,7 +48,7 @@ class Writer:
         key = structure_key(config)
         if key not in self._probes:
             self._probes[key] = ActivationProbe(config)
-            self._probes[key].warm_up(plots.BOUNDARY_POINTS if self.outputs.figures else 0)
+            self._probes[key].warm_up(run_plots.BOUNDARY_POINTS if self.outputs.figures else 0)
         if self._convention is None:
             self._convention = keras_conventions()
             if self.outputs.figures:
@@ -83,12 +83,13 @@ class Writer:
             figures = []
             if self.outputs.figures:
                 evaluated = "test" if split.held_out_x is None else "validation"
-                shown = plots.shown_points(split if split.held_out_x is None else Split(
+                shown = run_plots.shown_points(split if split.held_out_x is None else Split(
                     split.train_x, split.train_y, split.held_out_x, split.held_out_y))
                 figures = [
-                    *((plots.curves, result.history, scratch / f"{metric}.png", metric,
+                    *((run_plots.curves, result.history, scratch / f"{metric}.png", metric,
                        f"{name}: {metric}", evaluated) for metric in ("accuracy", "loss")),
-                    (plots.decision_boundary, shown, probe.boundary(plots.boundary_grid(shown)),
+                    (run_plots.decision_boundary, shown,
+                     probe.boundary(run_plots.boundary_grid(shown)),
                      scratch / "decision_boundary.png", f"{name}: decision boundary")]
             if self.outputs.model:
                 model.save(scratch / "model.keras")
@@ -161,7 +162,7 @@ class ActivationProbe:
                                for rows in _rows(x)])
 
     def boundary(self, grid: np.ndarray) -> np.ndarray:
-        """The predicted probability at each point of `plots.boundary_grid`, for the figure
+        """The predicted probability at each point of `run_plots.boundary_grid`, for the figure
         (compiled by `warm_up`)."""
         return np.asarray(self._boundary(grid.astype(self.dtype)))
 
