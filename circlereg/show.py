@@ -276,3 +276,18 @@ def _value(value) -> str:
 def _natural(key: str):
     return [(0, int(part), "") if part.isdigit() else (1, 0, part)
             for part in key.replace(": ", ".").split(".")]
+
+
+def run_lines(runs_dir: Path, rows: list[dict]) -> list[str]:
+    """`circlereg list --runs`: one line per run of the runs directory's index (its rows):
+    where it is, what its point varies, its seed, accuracies, and where it was reused from."""
+    lines = []
+    for row in rows:
+        params = ", ".join(f"{k}={cell(v)}" for k, v in json.loads(row["params"]).items())
+        where = " ".join(x for x in (row["kind"], row["point"] or "", params) if x)
+        test = "-" if row["test_accuracy"] is None else f"{row['test_accuracy']:.3f}"
+        train = "-" if row["train_accuracy"] is None else f"{row['train_accuracy']:.3f}"
+        reused = f"  (reused from {row['reused_from']})" if row["reused_from"] else ""
+        lines.append(f"{Path(runs_dir) / row['folder']}  {where}  seed {row['seed']}  "
+                     f"train {train}  test {test}{reused}")
+    return lines
