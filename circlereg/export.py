@@ -22,8 +22,8 @@ import yaml
 
 from circlereg import manifest
 from circlereg.config import ConfigError, shorten
+from circlereg.grammar import flatten
 from circlereg.rundir import HISTORY_COLUMNS, atomic_write, read_history, run_state
-from circlereg.sweep import flatten
 
 CURVES = HISTORY_COLUMNS[1:]  # loss, accuracy, val_loss, val_accuracy: one point per epoch
 FINAL = ("train_accuracy", "test_accuracy", "gap", "train_loss", "test_loss",

@@ -269,3 +269,14 @@ def _split(text: str, allowed: str) -> list[str]:
 
 def _shown(text: str) -> str:
     return repr(shorten(text))
+
+
+def flatten(value, prefix: str = "") -> dict:
+    """A document as dotted keys, list items by index: {"model.regularizers.0.l1": 0.01}."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items()
+                for k, v in flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return {k: v for i, item in enumerate(value)
+                for k, v in flatten(item, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): value}

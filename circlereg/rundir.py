@@ -10,9 +10,11 @@ when every file is there, so an interrupted run never leaves a folder that looks
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -167,3 +169,23 @@ def strict(data):
     if isinstance(data, (list, tuple)):
         return [strict(v) for v in data]
     return data
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict],
+              cell: Callable[[object], str] | None = None) -> None:
+    """A header of `columns`, then one line per row, each value through `cell`."""
+    cell = cell or csv_cell
+    lines = [",".join(columns), *(",".join(cell(row[c]) for c in columns) for row in rows)]
+    atomic_write(path, "\n".join(lines) + "\n")
+
+
+def csv_cell(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    return f'"{text}"' if "," in text else text
+
+
+def read_summary(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

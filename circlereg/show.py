@@ -12,10 +12,11 @@ from pathlib import Path
 
 from circlereg import manifest, report
 from circlereg.config import ConfigError
+from circlereg.grammar import flatten
 from circlereg.report import cell
 from circlereg.reuse import reused_from
-from circlereg.rundir import run_state
-from circlereg.sweep import flatten, metric_value, read_summary
+from circlereg.rundir import read_summary, run_state
+from circlereg.sweep import metric_value
 
 COLLECTION_KINDS = ("repeats", "sweep", "comparison", "tune", "reproduction")
 # metrics.json keys that are not results: how long it took, the compiled shape, the seed

@@ -17,7 +17,6 @@ summary; `--resume` trains only what is missing.
 
 from __future__ import annotations
 
-import csv
 import importlib
 import itertools
 import json
@@ -40,10 +39,18 @@ from circlereg.config import (
     with_seed,
 )
 from circlereg.executor import execute, warm_up_idle
-from circlereg.grammar import format_value, parse_value
+from circlereg.grammar import flatten, format_value, parse_value
 from circlereg.manifest import MANIFEST
 from circlereg.plan import Outputs, Plan, Replica
-from circlereg.rundir import atomic_write, inside, read_history, run_state, strict, utc_stamp
+from circlereg.rundir import (
+    atomic_write,
+    inside,
+    read_history,
+    run_state,
+    strict,
+    utc_stamp,
+    write_csv,
+)
 from circlereg.spec import Base, SweepSpec, axis_values, choose_seeds, split_axis
 from circlereg.stats import against_reference, summary
 
@@ -153,16 +160,6 @@ def difference(old: dict, new: dict) -> str:
                 return (f"{after['point']} {key}: {quote(flat_before.get(key))} -> "
                         f"{quote(flat_after.get(key))}")
     return "the same configs, hashed differently"
-
-
-def flatten(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items()
-                for k, v in flatten(item, f"{prefix}{key}.").items()}
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        return {k: v for i, item in enumerate(value)
-                for k, v in flatten(item, f"{prefix}{i}.").items()}
-    return {prefix.rstrip("."): value}
 
 
 def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures: bool = True,
@@ -428,29 +425,8 @@ def write_summary(folder: Path, points: list[Point], reference: int = 0,
 
 def point_metrics(folder: Path, point: Point) -> list[dict]:
     """metrics.json of each of the point's sub-runs that is finished on disk."""
-
     return [json.loads((run / "metrics.json").read_text())
             for _, run in point.runs(folder) if run_state(run) is None]
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict],
-              cell: Callable[[object], str] | None = None) -> None:
-    """A header of `columns`, then one line per row, each value through `cell`."""
-    cell = cell or csv_cell
-    lines = [",".join(columns), *(",".join(cell(row[c]) for c in columns) for row in rows)]
-    atomic_write(path, "\n".join(lines) + "\n")
-
-
-def csv_cell(value) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    text = str(value)
-    return f'"{text}"' if "," in text else text
-
-
-def read_summary(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def plot_sweep(folder: Path, points: list[Point], keys: list[str], rows: list[dict],

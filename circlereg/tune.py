@@ -56,18 +56,15 @@ from circlereg.grammar import (
 from circlereg.options import Searching, Work
 from circlereg.plan import Outputs, Plan, Replica
 from circlereg.report import markdown_table
-from circlereg.rundir import run_state
+from circlereg.rundir import atomic_write, csv_cell, run_state, write_csv
+from circlereg.spec import choose_seeds
 from circlereg.sweep import (
     MAX_RUNS,
     STATISTICS,
     Point,
-    atomic_write,
-    choose_seeds,
-    csv_cell,
     point_metrics,
     summarize_point,
     sweep_folder,
-    write_csv,
 )
 
 SAMPLERS = ("tpe", "random", "grid")

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from circlereg.cli import app
 from circlereg.config import config_hash
+from circlereg.rundir import read_summary
 from circlereg.spec import axis_values, choose_seeds, read_spec
-from circlereg.sweep import Point, expand, identity, parse_axis, read_summary
+from circlereg.sweep import Point, expand, identity, parse_axis
 
 from .conftest import CONFIGS, ROOT
 

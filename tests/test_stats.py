@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from circlereg import stats
 from circlereg.cli import app
 from circlereg.config import ConfigError
-from circlereg.sweep import Point, choose_reference, read_summary
+from circlereg.rundir import read_summary
+from circlereg.sweep import Point, choose_reference
 
 from .conftest import CONFIGS
 

@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from circlereg.cli import app
 from circlereg.config import ConfigError
-from circlereg.rundir import run_state
+from circlereg.rundir import read_summary, run_state
 from circlereg.spec import choose_seeds
-from circlereg.sweep import read_summary
 
 from .conftest import CONFIGS, ROOT, globbed
 from .test_invariant import fingerprint

@@ -3,15 +3,13 @@ for every lane of a program at once, as pure functions of the program's carry.""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from circlereg.config import LANES
 from circlereg.engine.backend import tf
 
-if TYPE_CHECKING:  # for annotations only: train.py imports this module
-    from circlereg.engine.train import Carry
 
 
 class EarlyState(NamedTuple):
@@ -39,7 +37,7 @@ class LaneEarlyStopping:
                           tf.zeros(LANES, tf.int32), tf.constant(np.full(LANES, -1, np.int32)),
                           [tf.zeros_like(w) for w in weights])
 
-    def update(self, carry: Carry, epoch, sums: dict) -> Carry:
+    def update(self, carry, epoch, sums: dict):  # carry: train.Carry, which imports this
         """EarlyStopping.on_epoch_end, from the epoch's summed curves."""
         best, wait, stopped, best_weights = carry.early
         current = sums[self.settings["monitor"]] / self.size
