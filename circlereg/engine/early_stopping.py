@@ -11,7 +11,6 @@ from circlereg.config import LANES
 from circlereg.engine.backend import tf
 
 
-
 class EarlyState(NamedTuple):
     """Early stopping's bookkeeping (`LaneEarlyStopping`), one value per lane."""
 
