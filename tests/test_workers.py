@@ -161,3 +161,27 @@ def test_a_config_error_in_a_worker_reaches_the_command_as_itself():
     sent = portable(ConfigError("a.yaml", "model.hidden", "must be a list"))
     assert type(sent) is ConfigError
     assert str(sent) == "a.yaml: model.hidden: must be a list"
+
+
+def test_messages_survive_the_socket_and_each_backend_is_chosen_once():
+    import pickle
+
+    from circlereg.cluster import RayActors
+    from circlereg.config import ConfigError
+    from circlereg.executor import Executor, InProcess
+    from circlereg.processes import WorkerProcesses
+    from circlereg.protocol import Failed, Finished, Progress
+    from circlereg.rundir import Result
+
+    for message in (Progress(2, 40), Finished(2, [Result(0, {"loss": [1.0]}, index=5)], 1.5, 0.5),
+                    Failed(2, ConfigError("a.yaml", "model.hidden", "must be a list"))):
+        again = pickle.loads(pickle.dumps(message))
+        assert type(again) is type(message) and again.number == 2
+    assert str(again.error) == "a.yaml: model.hidden: must be a list"
+    # Making an executor starts nothing, loads neither Ray nor the engine.
+    assert isinstance(Executor(workers=3).backend, WorkerProcesses)
+    assert isinstance(Executor(backend="ray", workers=3).backend, RayActors)
+    here = Executor(programs=object(), worker=STAND_IN)
+    assert isinstance(here.backend, InProcess)
+    assert here.execution(5)["backend"] == "this process" and here.count == 1
+    assert Executor(workers=3).execution(5)["workers"] == 3
