@@ -56,7 +56,7 @@ def test_sixteen_workers_run_sixteen_jobs_at_once_and_the_parent_keeps_up(tmp_pa
 def test_a_free_worker_helps_only_when_that_ends_the_work_sooner():
     from collections import Counter
 
-    from circlereg.executor import choose
+    from circlereg.processes import choose
     from circlereg.protocol import Job
 
     pending = [Job(n, "a", [n], [], None) for n in range(6)] + [Job(6, "b", [6], [], None)]
@@ -72,16 +72,16 @@ def test_a_free_worker_helps_only_when_that_ends_the_work_sooner():
 
 
 def test_default_workers_follow_the_cpus_this_process_may_use(monkeypatch):
-    from circlereg import config, executor
+    from circlereg import config, processes
 
-    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: set(range(48)))
+    monkeypatch.setattr(processes.os, "sched_getaffinity", lambda pid: set(range(48)))
     monkeypatch.setattr(config, "_machine_memory", lambda: 256e9)
-    assert executor.available_cpus() in (48, executor.available_cpus())  # a cgroup may cap
-    assert executor.default_workers() == executor.available_cpus()
+    assert processes.available_cpus() in (48, processes.available_cpus())  # a cgroup may cap
+    assert processes.default_workers() == processes.available_cpus()
     monkeypatch.setattr(config, "_machine_memory", lambda: 8e9)  # 0.75 GB per worker
-    assert executor.default_workers() == min(6, executor.available_cpus())
-    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: {3})
-    assert executor.available_cpus() == 1 and executor.default_workers() == 1
+    assert processes.default_workers() == min(6, processes.available_cpus())
+    monkeypatch.setattr(processes.os, "sched_getaffinity", lambda pid: {3})
+    assert processes.available_cpus() == 1 and processes.default_workers() == 1
 
 
 def comparable(path):
@@ -151,7 +151,7 @@ def test_a_worker_that_dies_stops_the_plan_in_one_line_and_leaves_no_process(tmp
     with pytest.raises(WorkerLost, match=r"^worker process \d+ exited with code 3$"):
         with executor:
             list(executor.run(executor.jobs(replicas, Outputs())))
-    assert executor._processes == []  # every other worker was stopped and waited for
+    assert executor.backend.processes == []  # every other worker was stopped and waited for
 
 
 def test_a_config_error_in_a_worker_reaches_the_command_as_itself():
@@ -161,3 +161,27 @@ def test_a_config_error_in_a_worker_reaches_the_command_as_itself():
     sent = portable(ConfigError("a.yaml", "model.hidden", "must be a list"))
     assert type(sent) is ConfigError
     assert str(sent) == "a.yaml: model.hidden: must be a list"
+
+
+def test_messages_survive_the_socket_and_each_backend_is_chosen_once():
+    import pickle
+
+    from circlereg.cluster import RayActors
+    from circlereg.config import ConfigError
+    from circlereg.executor import Executor, InProcess
+    from circlereg.processes import WorkerProcesses
+    from circlereg.protocol import Failed, Finished, Progress
+    from circlereg.rundir import Result
+
+    for message in (Progress(2, 40), Finished(2, [Result(0, {"loss": [1.0]}, index=5)], 1.5, 0.5),
+                    Failed(2, ConfigError("a.yaml", "model.hidden", "must be a list"))):
+        again = pickle.loads(pickle.dumps(message))
+        assert type(again) is type(message) and again.number == 2
+    assert str(again.error) == "a.yaml: model.hidden: must be a list"
+    # Making an executor starts nothing, loads neither Ray nor the engine.
+    assert isinstance(Executor(workers=3).backend, WorkerProcesses)
+    assert isinstance(Executor(backend="ray", workers=3).backend, RayActors)
+    here = Executor(programs=object(), worker=STAND_IN)
+    assert isinstance(here.backend, InProcess)
+    assert here.execution(5)["backend"] == "this process" and here.count == 1
+    assert Executor(workers=3).execution(5)["workers"] == 3

@@ -15,14 +15,18 @@ programs across commands).
 
 from __future__ import annotations
 
+import atexit
 import collections
+import ctypes
 import json
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
 from dataclasses import replace
+from multiprocessing.connection import Connection
 
 from circlereg.config import LANES, config_hash
 from circlereg.data import load_split
@@ -31,7 +35,7 @@ from circlereg.engine.model import initial_state
 from circlereg.engine.train import LaneProgram
 from circlereg.engine.writer import Writer
 from circlereg.plan import Outputs
-from circlereg.protocol import Job, load_worker
+from circlereg.protocol import Failed, Finished, Job, Progress, load_worker
 from circlereg.rundir import Result
 
 PROGRAM_LIMIT = 8  # compiled programs a worker keeps; the least recently used goes first
@@ -156,8 +160,6 @@ class Worker:
 
 def portable(err: BaseException) -> BaseException:
     """`err` if it survives pickling, else a RuntimeError that carries its text."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(err))
         return err
@@ -170,8 +172,6 @@ def end_with_parent(parent: int) -> None:
     job a resumed command is about to train again (Linux; elsewhere the closed socket ends
     the worker after its job)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -180,15 +180,25 @@ def end_with_parent(parent: int) -> None:
         raise KeyboardInterrupt
 
 
+def answer(worker, job: Job, send) -> Finished | Failed:
+    """Train `job`, `send`ing its Progress as it goes; what to answer when it ends."""
+    start = time.perf_counter()
+    try:
+        done = worker.handle(job, lambda epochs: send(Progress(job.number, epochs)))
+    except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
+        raise
+    except BaseException as err:
+        return Failed(job.number, portable(err))
+    return Finished(job.number, done, time.perf_counter() - start,
+                    getattr(worker, "built", 0.0))
+
+
 def main() -> None:
     """A worker process: `python -I -c ... FD SYS_PATH FACTORY PARENT_PID` (see
-    executor.WorkerProcess). Reads jobs from the socket FD and answers, for each,
-    ("progress", replica_epochs) messages and then ("done", number, [Result], seconds,
-    seconds building its program) or ("error", number, exception). Ctrl-C (SIGINT, from the
-    terminal or the parent) ends the job at hand, leaving no run directory half-written,
-    and the process."""
-    from multiprocessing.connection import Connection
-
+    processes.WorkerProcess). Reads jobs from the socket FD and answers, for each,
+    `Progress` messages as it trains and then `Finished` or `Failed` (`protocol`). Ctrl-C
+    (SIGINT, from the terminal or the parent) ends the job at hand, leaving no run directory
+    half-written, and the process."""
     fd, path, factory = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
     sys.path[:] = path
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -205,22 +215,11 @@ def main() -> None:
                 break
             if job is None:
                 break
-            start = time.perf_counter()
-            try:
-                done = worker.handle(job, lambda epochs: connection.send(("progress", epochs)))
-            except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
-                raise
-            except BaseException as err:
-                connection.send(("error", job.number, portable(err)))
-            else:
-                connection.send(("done", job.number, done, time.perf_counter() - start,
-                                 getattr(worker, "built", 0.0)))
+            connection.send(answer(worker, job, connection.send))
     except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError, EOFError):
         raise SystemExit(130) from None  # quietly: the parent says what happened
     # As the console script: the exit handlers (the compile cache's) run, and the process
     # ends without the ~0.6 s Python spends tearing TensorFlow's modules down.
-    import atexit
-
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
