@@ -21,10 +21,10 @@ from circlereg import __version__, commands, export, shipped
 from circlereg import arguments as arg
 from circlereg.commands import notice
 from circlereg.config import ConfigError, load
-from circlereg.executor import WorkerLost
 from circlereg.index import open_index
 from circlereg.manifest import listing
 from circlereg.options import Execution, Searching, Work
+from circlereg.processes import WorkerLost
 from circlereg.report import summary_table
 from circlereg.reproduce import failing_rows, load_spec
 from circlereg.show import diff as folder_differences

@@ -29,7 +29,6 @@ from circlereg.cluster import RayActors
 from circlereg.config import LANES, structure_key
 from circlereg.index import open_index
 from circlereg.plan import Outputs, Plan, Replica
-from circlereg.processes import WorkerLost as WorkerLost  # raised by run; the CLI names it
 from circlereg.processes import WorkerProcesses, available_cpus
 from circlereg.protocol import Backend, Job, ProgressCallback, load_worker
 from circlereg.reuse import Placed, place
