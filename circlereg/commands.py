@@ -173,7 +173,7 @@ def progress_bar(quiet: bool):
 
 def tune(config: str | Path, space: list[str], searching: Searching, work: Work,
          execution: Execution, notice: Callable[[str], None] = notice):
-    """`circlereg tune`: returns what the search found (tune.Tune)."""
+    """`circlereg tune`: returns what the search found (tune_report.Tune)."""
     require_optuna()
     config = shipped.config_file(config)
     executor = start_executor(execution, work.runs_dir)

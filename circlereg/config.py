@@ -1,4 +1,4 @@
-"""Stage 1: the config. Schema, defaults, validation and `--set` overrides.
+"""Stage 1: the config. Schema, defaults and validation (the file as written: document.py).
 
 The schema below is the one source of truth for every key: its default, what it accepts and
 its one-line meaning. README's key table is checked against it by a test. Nothing here
@@ -31,8 +31,10 @@ from circlereg.constraints import (
     Pattern,
     quote,
 )
+from circlereg.document import apply_override, parse_override, read_document
 from circlereg.errors import ConfigError
-from circlereg.grammar import parse_setting, shorten, split_assignment
+from circlereg.grammar import shorten
+from circlereg.memory import check_memory
 
 TARGETS = ("kernel", "bias", "activity")
 KIND_STRENGTHS = {"l1": ("l1",), "l2": ("l2",), "l1_l2": ("l1", "l2")}  # what each kind uses
@@ -67,13 +69,6 @@ MAX_NAME = 100
 # replica alone, and a 220-run sweep takes 9% longer than at 16 lanes, where a lone run would
 # take 2.0 s.
 LANES = 4
-# What the compiled engine holds at once, in floats: ~8 per hidden unit of each row of a batch
-# (pre-activation, activation, their gradients, dropout masks, the vectorized copies) and ~10
-# per weight (weights, gradient, two optimizer moments, the carry in and out, best weights),
-# for each of the LANES replicas. Measured: one full batch of 60000 rows of the 500-unit study
-# net peaked at 4.8 GB, ~1 GB of it TensorFlow itself (estimate: 3.8 GB + weights).
-ROW_FLOATS, WEIGHT_FLOATS = 8, 10
-MEMORY_SHARE = 0.5  # of this machine's memory, that one training program may plan to use
 
 
 # --- value checks: the constraints (circlereg/constraints.py) every key is checked with ---
@@ -208,6 +203,7 @@ SCHEMA: tuple[Key, ...] = (
 )
 
 KEYS = {key.path: key for key in SCHEMA}
+LIST_DEFAULTS = {key.path: key.default for key in SCHEMA if isinstance(key.default, list)}
 SECTIONS = ("data", "model", "train", "early_stopping")
 LISTS = ("model.regularizers", "model.dropout", "model.batch_norm", "model.noise", "model.max_norm")
 REQUIRED = ("model.regularizers[].target", "model.dropout[].rate", "model.noise[].stddev",
@@ -359,7 +355,7 @@ def resolve(raw: Any, source: str = "<config>") -> dict:
                           f"{data['n_samples'] - data['n_train']}, got {n_test}")
     if data["factor"] >= 1:
         raise ConfigError(source, "data.factor", f"must be < 1, got {data['factor']:g}")
-    check_memory(source, config)
+    check_memory(source, config, LANES, n_tested(data), _machine_memory())
     for key in SCHEMA:
         section, _, field = key.path.partition(".")
         if key.implicit and config[section].get(field) == key.default:
@@ -374,44 +370,8 @@ def structure_key(config: dict) -> str:
     return config_hash(lanes.structure(config))
 
 
-def check_memory(source: str, config: dict, machine: int | None = None) -> None:
-    """Refuse, before anything trains, a model or batch whose training would not fit in
-    MEMORY_SHARE of the machine's memory (`machine` bytes, default: this machine's): the
-    largest batch that fits is named. What grows with the data beyond the batch (the data
-    themselves, a few floats per point) is not the limit; the batch is, because the engine
-    takes a batch of LANES replicas at once (the training batch, or an evaluation batch of
-    the test or validation points, each at most train.batch_size rows)."""
-    machine = machine or _machine_memory()
-    if not machine:
-        return
-    hidden = config["model"]["hidden"]
-    widths = [2, *hidden, 1]
-    weights = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
-    data, batch = config["data"], config["train"]["batch_size"]
-    evaluated = data.get("n_validation") or n_tested(data)
-    rows = max(min(batch, data["n_train"]), min(batch, evaluated))
-    floats = LANES * (8 if config["train"]["dtype"] == "float64" else 4)
-    budget = machine * MEMORY_SHARE / floats  # in floats per replica
-    gb = floats / 1e9
-
-    def need(rows: int) -> float:
-        return rows * sum(hidden) * ROW_FLOATS + weights * WEIGHT_FLOATS
-
-    if need(1) > budget:
-        raise ConfigError(source, "model.hidden", f"{weights} weights need about "
-                          f"{need(1) * gb:.0f} GB to train {LANES} replicas at once, more "
-                          f"than {MEMORY_SHARE:.0%} of this machine's {machine / 1e9:.0f} GB: "
-                          f"use fewer or narrower layers")
-    if need(rows) > budget:
-        fits = int((budget - weights * WEIGHT_FLOATS) // (sum(hidden) * ROW_FLOATS))
-        raise ConfigError(source, "train.batch_size",
-                          f"a batch of {rows} points needs about {need(rows) * gb:.0f} GB to "
-                          f"train {LANES} replicas at once, more than {MEMORY_SHARE:.0%} of "
-                          f"this machine's {machine / 1e9:.0f} GB: at most {fits} points fit, "
-                          f"got {batch}")
-
-
 def _machine_memory() -> int:
+    """This machine's memory in bytes; 0 where unknown (memory.check_memory then checks none)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not on this platform: no check
@@ -437,99 +397,6 @@ def _check_slots(source: str, list_path: str, items: list[dict]) -> None:
         seen[slot] = index
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`model.regularizers.0.l1=1e-3` -> (["model", "regularizers", "0", "l1"], 0.001); the
-    value is one YAML flow value (grammar.parse_setting), so `model.hidden=[8,4]` is a list."""
-    try:
-        path, value = split_assignment(text, "key.path=value, e.g. train.epochs=100")
-    except ValueError as err:
-        raise ConfigError("--set", shorten(text), str(err)) from None
-    parts = path.split(".")
-    if not all(parts):
-        raise ConfigError("--set", shorten(path), "a key is names and list indexes joined by "
-                                                  "'.', e.g. model.regularizers.0.l1")
-    try:
-        return parts, parse_setting(value)
-    except ValueError as err:
-        raise ConfigError("--set", shorten(path), str(err)) from None
-
-
-def apply_override(raw: dict, parts: list[str], value: Any, text: str) -> None:
-    """Set one `--set` value in the raw (unresolved) document; list items by index. A key the
-    document leaves out starts from its schema default, so `model.hidden.0=8` indexes the
-    default [500] and `model.dropout.0.rate=0.2` appends to the default []."""
-    node: Any = raw
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        where = ".".join(parts[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) > len(node):
-                raise ConfigError("--set", where,
-                                  f"list index must be in [0, {len(node)}], got {part!r}")
-            if int(part) == len(node):  # one past the end appends, so loops can add items
-                node.append({})
-            if last:
-                node[int(part)] = value
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    default = KEYS[where].default if where in KEYS else None
-                    node[part] = copy.deepcopy(default) if isinstance(default, list) else {}
-                node = node[part]
-        else:
-            raise ConfigError("--set", where, f"cannot set a key inside {node!r}")
-
-
-class StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses what a config never needs and a mistake or an attack
-    brings: a key given twice in one mapping (which would silently win), and aliases (a
-    few lines of them expand to gigabytes)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.MarkedYAMLError(problem="aliases (*name) are not supported in configs",
-                                       problem_mark=event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.MarkedYAMLError(problem=f"duplicate key {quote(key)}",
-                                           problem_mark=key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def read_yaml(path: Path, source: str) -> Any:
-    """Parse a YAML file strictly; ConfigError naming the line on any problem."""
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, "", f"YAML syntax error at {line}{err.problem}") from None
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
-        raise ConfigError(source, "", f"not readable YAML: {shorten(err, 120)}") from None
-
-
-def read_document(path: str | Path) -> dict:
-    """A config file's YAML document as written (a mapping, not yet overridden or validated)."""
-    path = Path(path)
-    source = str(path)
-    if not path.exists():
-        raise ConfigError(source, "", "no such config file")
-    if not path.is_file():
-        raise ConfigError(source, "", "not a file; give a YAML config file")
-    raw = read_yaml(path, source)
-    return {} if raw is None else raw
-
-
 def stem_name(path: str | Path) -> str:
     """The name of a config file that sets none: its stem, kept a safe folder name."""
     stem = re.sub(r"[^\w.-]", "_", Path(path).stem)[:MAX_NAME]
@@ -552,7 +419,7 @@ def load_document(raw: Any, source: str, overrides: list[str] = (),
     overridden = []
     for text in overrides:
         parts, value = parse_override(text)
-        apply_override(raw, parts, value, text)
+        apply_override(raw, parts, value, LIST_DEFAULTS)
         overridden.append(".".join(map(str, parts)))
     try:
         config = resolve(raw, source)

@@ -35,7 +35,8 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from circlereg.config import CONVENTIONS
+from circlereg.config import CONVENTIONS, quote
+from circlereg.grammar import flatten
 from circlereg.rundir import atomic_write, run_state
 
 MANIFEST = "manifest.json"
@@ -137,6 +138,22 @@ def read(folder: Path) -> Manifest | None:
         return Manifest(**{k: v for k, v in body.items() if k != "manifest"})
     except (OSError, TypeError, AttributeError, ValueError) as err:
         raise ValueError(f"{path} is unreadable: {err}") from None
+
+
+def difference(old: dict, new: dict) -> str:
+    """The first difference between two identities, e.g. `p000 model.regularizers.0.l1:
+    0.0001 -> 0.01`."""
+    old_points, new_points = old.get("points", []), new["points"]
+    if len(old_points) != len(new_points):
+        return f"{len(old_points)} grid points, now {len(new_points)}"
+    for before, after in zip(old_points, new_points):
+        flat_before = flatten({"seeds": before.get("seeds"), **before.get("config", {})})
+        flat_after = flatten({"seeds": after["seeds"], **after["config"]})
+        for key in sorted(set(flat_before) | set(flat_after)):
+            if flat_before.get(key) != flat_after.get(key):
+                return (f"{after['point']} {key}: {quote(flat_before.get(key))} -> "
+                        f"{quote(flat_after.get(key))}")
+    return "the same configs, hashed differently"
 
 
 def collections(root: Path) -> Iterator[tuple[Path, Manifest | None, str | None]]:

@@ -30,10 +30,10 @@ from circlereg.config import (
     config_hash,
     load,
     n_tested,
-    read_yaml,
     with_seed,
 )
 from circlereg.constraints import Interval, checked
+from circlereg.document import read_yaml
 from circlereg.executor import execute
 from circlereg.plan import Outputs, Plan, Replica
 from circlereg.report import command, run_environment, software

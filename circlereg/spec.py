@@ -30,10 +30,9 @@ from circlereg.config import (
     non_negative_int,
     positive_int,
     quote,
-    read_document,
-    read_yaml,
     stem_name,
 )
+from circlereg.document import read_document, read_yaml
 from circlereg.grammar import (
     AXIS_FORMS,
     format_value,

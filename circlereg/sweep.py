@@ -39,7 +39,7 @@ from circlereg.config import (
     with_seed,
 )
 from circlereg.executor import execute, warm_up_idle
-from circlereg.grammar import flatten, format_value, parse_value
+from circlereg.grammar import format_value, parse_value
 from circlereg.manifest import MANIFEST
 from circlereg.plan import Outputs, Plan, Replica
 from circlereg.rundir import (
@@ -131,9 +131,9 @@ def sweep_folder(runs_dir: Path, name: str, identity: dict, resume: bool,
                 earlier = {"points": found.points} if found is not None else {}
             except ValueError:
                 earlier = {}
-            raise ConfigError("--resume", "", f"{others[-1]} trained other work "
-                                              f"({difference(earlier, identity)}); run without "
-                                              "--resume to start a new folder")
+            changed = manifest.difference(earlier, identity)
+            raise ConfigError("--resume", "", f"{others[-1]} trained other work ({changed}); "
+                                              "run without --resume to start a new folder")
         if notice is not None:
             notice(f"--resume: nothing to resume under {parent}; starting a new folder")
     return parent / f"{utc_stamp()}-{digest}"
@@ -144,22 +144,6 @@ def identity(points: list[Point]) -> dict:
     return {"points": [{"point": p.folder, "seeds": list(p.seeds), "config": p.config}
                        for p in points],
             "runs": [f"{p.folder}/seed_{s}" for p in points for s in p.seeds]}
-
-
-def difference(old: dict, new: dict) -> str:
-    """The first difference between two identities, e.g. `p000 model.regularizers.0.l1:
-    0.0001 -> 0.01`."""
-    old_points, new_points = old.get("points", []), new["points"]
-    if len(old_points) != len(new_points):
-        return f"{len(old_points)} grid points, now {len(new_points)}"
-    for before, after in zip(old_points, new_points):
-        flat_before = flatten({"seeds": before.get("seeds"), **before.get("config", {})})
-        flat_after = flatten({"seeds": after["seeds"], **after["config"]})
-        for key in sorted(set(flat_before) | set(flat_after)):
-            if flat_before.get(key) != flat_after.get(key):
-                return (f"{after['point']} {key}: {quote(flat_before.get(key))} -> "
-                        f"{quote(flat_after.get(key))}")
-    return "the same configs, hashed differently"
 
 
 def run_sweep(spec: SweepSpec, runs_dir: Path, *, resume: bool = False, figures: bool = True,

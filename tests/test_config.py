@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from circlereg.config import (
-    ConfigError,
-    apply_override,
-    config_hash,
-    load,
-    parse_override,
-    resolve,
-)
+from circlereg.config import LIST_DEFAULTS, ConfigError, config_hash, load, resolve
+from circlereg.document import apply_override, parse_override
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -418,13 +412,13 @@ def test_a_bad_key_in_the_file_names_the_file_even_beside_a_set(tmp_path):
 def test_override_into_a_scalar_raises():
     raw = {"train": {"epochs": 5}}
     with pytest.raises(ConfigError) as info:
-        apply_override(raw, ["train", "epochs", "x"], 1, "train.epochs.x=1")
+        apply_override(raw, ["train", "epochs", "x"], 1, LIST_DEFAULTS)
     assert info.value.key == "train.epochs.x"
 
 
 def test_apply_override_creates_missing_sections():
     raw: dict = {}
-    apply_override(raw, ["train", "epochs"], 3, "train.epochs=3")
+    apply_override(raw, ["train", "epochs"], 3, LIST_DEFAULTS)
     assert raw == {"train": {"epochs": 3}}
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from circlereg.cli import app
 from circlereg.config import ConfigError
 from circlereg.options import Searching, Work
-from circlereg.tune import Dimension, parse_dimension, parse_space
+from circlereg.space import Dimension, parse_dimension, parse_space
 
 from .conftest import CONFIGS, ROOT, globbed
 
