@@ -141,8 +141,9 @@ def test_a_sweep_writes_the_same_bytes_with_1_2_and_5_worker_processes(tmp_path)
 
 def test_a_worker_that_dies_stops_the_plan_in_one_line_and_leaves_no_process(tmp_path):
     from circlereg.config import load
-    from circlereg.executor import Executor, WorkerLost
+    from circlereg.executor import Executor
     from circlereg.plan import Outputs, Replica
+    from circlereg.processes import WorkerLost
 
     base = load(CONFIGS / "baseline.yaml")
     replicas = [Replica({**base, "train": {**base["train"], "seed": seed}},
