@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from circlereg import lanes, plots, provenance, run_plots
+from circlereg import lanes, provenance
 from circlereg.config import NUMBERS_REVISION, dump, structure_key
 from circlereg.data import Split
 from circlereg.engine.backend import compiling, keras, tf
@@ -44,7 +44,11 @@ class Writer:
     def prepare(self, config: dict) -> ActivationProbe:
         """Build what writing this structure needs (its probe model, the plotting and
         environment modules) on first use; returns the probe."""
+        # matplotlib loads here, in the thread that prepares while the first batch trains
+        # (worker.Worker._prepare), not when the worker process starts: ~0.5 s off a lone run
+        from circlereg import plots, run_plots
 
+        self.plots, self.run_plots = plots, run_plots
         key = structure_key(config)
         if key not in self._probes:
             self._probes[key] = ActivationProbe(config)
@@ -78,18 +82,19 @@ class Writer:
                                                                  replica.source, execution))
             # In a sweep or comparison, what its point varies names it: the base config's
             # name can mislead (l1_pre_relu on a post_activation point).
-            name = (f"{plots.labelled(replica.varies, list(replica.varies))}, seed {replica.seed}"
-                    if replica.varies else config["name"])
+            varies = replica.varies
+            name = (f"{self.plots.labelled(varies, list(varies))}, seed {replica.seed}"
+                    if varies else config["name"])
             figures = []
             if self.outputs.figures:
                 evaluated = "test" if split.held_out_x is None else "validation"
-                shown = run_plots.shown_points(split if split.held_out_x is None else Split(
+                shown = self.run_plots.shown_points(split if split.held_out_x is None else Split(
                     split.train_x, split.train_y, split.held_out_x, split.held_out_y))
                 figures = [
-                    *((run_plots.curves, result.history, scratch / f"{metric}.png", metric,
+                    *((self.run_plots.curves, result.history, scratch / f"{metric}.png", metric,
                        f"{name}: {metric}", evaluated) for metric in ("accuracy", "loss")),
-                    (run_plots.decision_boundary, shown,
-                     probe.boundary(run_plots.boundary_grid(shown)),
+                    (self.run_plots.decision_boundary, shown,
+                     probe.boundary(self.run_plots.boundary_grid(shown)),
                      scratch / "decision_boundary.png", f"{name}: decision boundary")]
             if self.outputs.model:
                 model.save(scratch / "model.keras")
