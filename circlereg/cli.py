@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import inspect
 import os
+import re
 import sys
 import threading
 from contextlib import contextmanager
@@ -324,7 +325,8 @@ def shipped_configs(
 export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Export runs, sweeps, comparisons and reproductions to "
                               "TensorBoard or MLflow (nothing is trained).")
-app.add_typer(export_app, name="export")
+app.add_typer(export_app, name="export",
+              short_help="Export runs and collections to TensorBoard or MLflow")
 
 
 @export_app.command("tensorboard")
@@ -403,13 +405,13 @@ def tune(
 
 
 def _one_line_paragraphs(*groups: typer.Typer) -> None:
-    """Each command's help is its docstring with every paragraph on one line: rich keeps a
-    docstring's line breaks in the command list and in later paragraphs, where sentences then
-    broke at the source's lines instead of the terminal's width."""
+    """Each command's help is its docstring with every paragraph on one line, for the terminal
+    to wrap; in the command list, its first clause (click would cut the sentence short)."""
     for group in groups:
         for command in group.registered_commands:
             paragraphs = inspect.cleandoc(command.callback.__doc__).split("\n\n")
             command.help = "\n\n".join(" ".join(text.split()) for text in paragraphs)
+            command.short_help = re.split(r"[;:(]| \(|\. ", command.help)[0].strip(" .")
 
 
 _one_line_paragraphs(app, export_app)
