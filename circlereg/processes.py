@@ -1,5 +1,5 @@
 """The local backend: worker processes of this machine, one per CPU this process may use
-(`default_workers`), each a `python -I` process running `engine.worker.main` and talking to
+(`default_workers`), each a `python -I` process running `worker_process.main` and talking to
 the command over one socket.
 
 A worker keeps the compiled program of every structure it trained (tracing one costs about
@@ -112,7 +112,7 @@ class WorkerProcess:
     one socket; its stdout goes to our stderr, so nothing it prints mixes with ours."""
 
     BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
-            "from circlereg.engine.worker import main; main()")
+            "from circlereg.worker_process import main; main()")
 
     def __init__(self, factory: str):
         self.connection, theirs = Pipe()

@@ -55,7 +55,7 @@ class Finished:
 
 @dataclass
 class Failed:
-    """Job `number` raised `error` (picklable: `engine.worker.portable`); the command raises
+    """Job `number` raised `error` (picklable: `worker_process.portable`); the command raises
     it again, as itself (a ConfigError stays one)."""
 
     number: int

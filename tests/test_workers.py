@@ -157,7 +157,7 @@ def test_a_worker_that_dies_stops_the_plan_in_one_line_and_leaves_no_process(tmp
 
 def test_a_config_error_in_a_worker_reaches_the_command_as_itself():
     from circlereg.config import ConfigError
-    from circlereg.engine.worker import portable
+    from circlereg.worker_process import portable
 
     sent = portable(ConfigError("a.yaml", "model.hidden", "must be a list"))
     assert type(sent) is ConfigError
