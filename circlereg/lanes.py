@@ -8,7 +8,7 @@ the probe model has no use for holds nothing). From it:
 
 - `structure`: what `config.structure_key` hashes, every setting blanked;
 - `train.Lanes` and `LaneProgram._inputs`: one input per `Input`, in this order;
-- `hold`: `rundir.ActivationProbe.hold` gives a model of the structure a replica's settings.
+- `hold`: `engine.writer.ActivationProbe.hold` gives a model of the structure a replica's settings.
 
 A new lane setting is one entry here, plus its use in the program (`train.LaneProgram`).
 No TensorFlow here: `structure_key` runs in the command's process.

@@ -4,7 +4,7 @@ config (its seed included) and the run directory it goes to, plus what each run 
 Commands only build plans (run: one replica; run --repeats, sweep, compare: points x seeds;
 reproduce: models x conventions x seeds) and hand them to `executor.execute`, which places the
 replicas already trained under the runs directory (`reuse.place`), trains the others and has
-`rundir.Writer` write each one.
+`engine.writer.Writer` write each one.
 """
 
 from __future__ import annotations
