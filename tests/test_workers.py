@@ -107,7 +107,7 @@ def comparable(path):
 
 
 @pytest.mark.slow
-def test_a_sweep_writes_the_same_bytes_with_1_2_and_5_worker_processes(tmp_path):
+def test_a_sweep_writes_the_same_bytes_with_1_and_3_worker_processes(tmp_path):
     """Every file of every run folder and the sweep's summary, figures and model included,
     whatever the number of worker processes (wall times and the recorded worker count
     aside); environment.json records how many workers trained the plan."""
@@ -115,7 +115,7 @@ def test_a_sweep_writes_the_same_bytes_with_1_2_and_5_worker_processes(tmp_path)
             "model.regularizers.0.placement=pre_activation,post_activation", "--repeats", "4",
             "--set", "train.epochs=30", "--quiet"]
     folders = {}
-    for workers in (1, 2, 5):
+    for workers in (1, 3):
         runs = tmp_path / str(workers)
         done = subprocess.run([sys.executable, "-m", "circlereg.cli", *args, "--workers",
                                str(workers), "--runs-dir", str(runs)], cwd=ROOT,
@@ -126,13 +126,13 @@ def test_a_sweep_writes_the_same_bytes_with_1_2_and_5_worker_processes(tmp_path)
     files = sorted(p.relative_to(folders[1]) for p in folders[1].rglob("*")
                    if p.is_file() and p.name != ".lock")
     assert len([f for f in files if f.name == "decision_boundary.png"]) == 24
-    for workers in (2, 5):
+    for workers in (3,):
         assert files == sorted(p.relative_to(folders[workers]) for p in
                                folders[workers].rglob("*") if p.is_file() and p.name != ".lock")
     for name in files:
         first = comparable(folders[1] / name)
-        assert all(comparable(folders[w] / name) == first for w in (2, 5)), name
-    for workers in (1, 2, 5):
+        assert all(comparable(folders[w] / name) == first for w in (3,)), name
+    for workers in (1, 3):
         environment = json.loads((folders[workers] / "p000" / "seed_1" /
                                   "environment.json").read_text())
         assert environment["execution"]["workers"] == workers
