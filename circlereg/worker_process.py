@@ -67,8 +67,6 @@ def main() -> None:
     try:
         end_with_parent(int(sys.argv[4]))
         worker = load_worker(factory)()
-        if hasattr(worker, "start"):
-            worker.start()
         while True:
             try:
                 job = connection.recv()
